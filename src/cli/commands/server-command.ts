@@ -1,0 +1,39 @@
+import type { Command } from 'commander';
+import { loadServerConfig } from '../../server/config.ts';
+import { runServer } from '../../server/run-server.ts';
+import type { CliContext } from '../context.ts';
+
+export function addServerCommand(program: Command, ctx: CliContext): void {
+  program
+    .command('server')
+    .description(
+      'Run the Gantry server: HTTP API and control plane (SQLite in --data-dir, or PostgreSQL with GANTRY_DATABASE_URL)',
+    )
+    .option('--port <port>', 'port to listen on (GANTRY_PORT, default 8080)')
+    .option('--host <host>', 'address to bind (GANTRY_HOST, default 127.0.0.1; 0.0.0.0 for every interface)')
+    .option('--data-dir <dir>', 'where state is kept (GANTRY_DATA_DIR, default ./.gantry)')
+    .addHelpText(
+      'after',
+      `
+Environment:
+  GANTRY_DATABASE_URL           postgres://… to use PostgreSQL instead of SQLite
+  GANTRY_BOOTSTRAP_ADMIN_TOKEN  on the first start only: becomes admin's first API token
+  GANTRY_PUBLIC_URL             the address people use (links; https turns on Secure cookies)
+  GANTRY_LOG_LEVEL              fatal|error|warn|info|debug|trace|silent (default info)
+  GANTRY_BODY_LIMIT             largest JSON body in bytes (default 1048576)
+  GANTRY_TRUST_PROXY            true behind a reverse proxy that sets X-Forwarded-For`,
+    )
+    .action(async (options: { port?: string; host?: string; dataDir?: string }) => {
+      const config = loadServerConfig(ctx.env, options);
+      const server = await runServer(config);
+      await new Promise<void>((resolve) => {
+        const stop = () => {
+          process.off('SIGTERM', stop);
+          process.off('SIGINT', stop);
+          server.close().then(resolve, resolve);
+        };
+        process.on('SIGTERM', stop);
+        process.on('SIGINT', stop);
+      });
+    });
+}

@@ -1,0 +1,81 @@
+/**
+ * The `gantry` command line: one program for the server, (later) the agent, and every CLI verb.
+ * `runCli` returns the exit code instead of exiting, so tests run it in-process.
+ */
+import { Command, CommanderError } from 'commander';
+import { GantryError } from '../core/errors.ts';
+import { GANTRY_VERSION } from '../version.ts';
+import { addAuditCommands } from './commands/audit-commands.ts';
+import { addServerCommand } from './commands/server-command.ts';
+import { addSessionCommands } from './commands/session-commands.ts';
+import { addTokenCommands } from './commands/token-commands.ts';
+import { addUserCommands } from './commands/user-commands.ts';
+import { CliContext } from './context.ts';
+import { CliError, EXIT, EXIT_CODES_HELP } from './exit-codes.ts';
+import { type Io, printJson } from './output.ts';
+
+export function buildProgram(ctx: CliContext): Command {
+  const program = new Command('gantry')
+    .description('Gantry: deployment management — media library, change control and rollouts in one program.')
+    .version(GANTRY_VERSION, '-V, --version-only', 'print the version number')
+    .option('--url <url>', 'Gantry server URL (GANTRY_URL)')
+    .option('--token <token>', 'API token (GANTRY_TOKEN)')
+    .option('--json', 'machine-readable JSON output')
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', EXIT_CODES_HELP)
+    .configureOutput({ writeOut: (s) => ctx.io.stdout(s), writeErr: (s) => ctx.io.stderr(s) })
+    .exitOverride();
+  addServerCommand(program, ctx);
+  addSessionCommands(program, ctx);
+  addUserCommands(program, ctx);
+  addTokenCommands(program, ctx);
+  addAuditCommands(program, ctx);
+  for (const command of program.commands) {
+    command.exitOverride();
+    command.configureOutput({ writeOut: (s) => ctx.io.stdout(s), writeErr: (s) => ctx.io.stderr(s) });
+    for (const sub of command.commands) {
+      sub.exitOverride();
+      sub.configureOutput({ writeOut: (s) => ctx.io.stdout(s), writeErr: (s) => ctx.io.stderr(s) });
+    }
+  }
+  return program;
+}
+
+export async function runCli(
+  argv: string[],
+  env: Record<string, string | undefined>,
+  io: Io,
+): Promise<number> {
+  const ctx = new CliContext(env, io);
+  const program = buildProgram(ctx);
+  const wantsJson = argv.includes('--json');
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return EXIT.ok;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (
+        error.code === 'commander.helpDisplayed' ||
+        error.code === 'commander.version' ||
+        error.code === 'commander.help'
+      )
+        return EXIT.ok;
+      // A bare group (`gantry users`) prints its help; that is not an error.
+      if (error.code === 'commander.executeSubCommandAsync') return EXIT.ok;
+      return EXIT.usage;
+    }
+    if (error instanceof CliError) {
+      if (wantsJson) printJson(io, error.body ?? { error: { code: 'CLI', message: error.message } });
+      if (error.message) io.stderr(`error: ${error.message}\n`);
+      return error.exitCode;
+    }
+    if (error instanceof GantryError) {
+      if (wantsJson)
+        printJson(io, { error: { code: error.code, message: error.message, details: error.details } });
+      io.stderr(`error: ${error.message}\n`);
+      return error.code === 'CONFIG_INVALID' ? EXIT.usage : EXIT.failed;
+    }
+    io.stderr(`error: ${(error as Error).message ?? String(error)}\n`);
+    return EXIT.failed;
+  }
+}

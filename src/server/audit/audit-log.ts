@@ -1,0 +1,141 @@
+/**
+ * The audit log: append-only, hash-chained. `append` must run inside the transaction of the
+ * change it records, so the entry and the change are committed together or not at all. There is
+ * deliberately no update or delete here, nor anywhere else in Gantry.
+ */
+import { createHash } from 'node:crypto';
+import { type Kysely, sql } from 'kysely';
+import { type AuditEntry, chainEntry, GENESIS_HASH } from '../../core/audit-chain.ts';
+import type { Clock } from '../clock.ts';
+import { type Dialect, lockAuditChain } from '../db/database.ts';
+import type { AuditLogTable, Tables } from '../db/schema.ts';
+
+export interface AuditActor {
+  /** `user:<name>`, `system`, … */
+  actor: string;
+  /** Client address, or null for the server itself. */
+  source: string | null;
+}
+
+export const SYSTEM_ACTOR: AuditActor = { actor: 'system', source: null };
+
+export interface AuditRecord {
+  action: string;
+  subject: string;
+  details?: Record<string, unknown>;
+}
+
+export interface AuditFilter {
+  action?: string | undefined;
+  actor?: string | undefined;
+  subject?: string | undefined;
+  since?: string | undefined;
+  until?: string | undefined;
+  after?: number | undefined;
+  limit: number;
+}
+
+export const sha256Hex = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
+
+export class AuditLog {
+  constructor(
+    private readonly db: Kysely<Tables>,
+    private readonly dialect: Dialect,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Appends one entry. Call inside the transaction that makes the change. */
+  async append(by: AuditActor, record: AuditRecord): Promise<AuditEntry> {
+    await lockAuditChain(this.db, this.dialect);
+    const last = await this.db
+      .selectFrom('audit_log')
+      .select(['seq', 'hash'])
+      .orderBy('seq', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    const entry = chainEntry(
+      {
+        seq: (last?.seq ?? 0) + 1,
+        at: this.clock.now().toISOString(),
+        actor: by.actor,
+        source: by.source,
+        action: record.action,
+        subject: record.subject,
+        details: record.details ?? {},
+      },
+      last?.hash ?? GENESIS_HASH,
+      sha256Hex,
+    );
+    await this.db
+      .insertInto('audit_log')
+      .values({
+        seq: entry.seq,
+        at: entry.at,
+        actor: entry.actor,
+        source: entry.source,
+        action: entry.action,
+        subject: entry.subject,
+        details: JSON.stringify(entry.details),
+        prev_hash: entry.prevHash,
+        hash: entry.hash,
+      })
+      .execute();
+    return entry;
+  }
+
+  async list(filter: AuditFilter): Promise<AuditEntry[]> {
+    let query = this.db.selectFrom('audit_log').selectAll();
+    if (filter.action !== undefined) {
+      // `deploy.*` style prefixes are handy for auditors; anything else is an exact match.
+      query = filter.action.endsWith('.*')
+        ? query.where(
+            sql<string>`substr(action, 1, ${filter.action.length - 1})`,
+            '=',
+            filter.action.slice(0, -1),
+          )
+        : query.where('action', '=', filter.action);
+    }
+    if (filter.actor !== undefined) query = query.where('actor', '=', filter.actor);
+    if (filter.subject !== undefined) query = query.where('subject', '=', filter.subject);
+    if (filter.since !== undefined) query = query.where('at', '>=', filter.since);
+    if (filter.until !== undefined) query = query.where('at', '<', filter.until);
+    if (filter.after !== undefined) query = query.where('seq', '>', filter.after);
+    const rows = await query.orderBy('seq', 'asc').limit(filter.limit).execute();
+    return rows.map(toEntry);
+  }
+
+  async head(): Promise<{ seq: number; hash: string } | null> {
+    const row = await this.db
+      .selectFrom('audit_log')
+      .select(['seq', 'hash'])
+      .orderBy('seq', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return row ? { seq: Number(row.seq), hash: row.hash } : null;
+  }
+}
+
+function toEntry(row: AuditLogTable): AuditEntry {
+  let details: Record<string, unknown>;
+  try {
+    const parsed: unknown = JSON.parse(row.details);
+    details =
+      typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)
+        ? (parsed as Record<string, unknown>)
+        : { value: parsed };
+  } catch {
+    // A row edited outside Gantry: keep the raw text so verification reports the mismatch.
+    details = { unparseable: row.details };
+  }
+  return {
+    seq: Number(row.seq),
+    at: row.at,
+    actor: row.actor,
+    source: row.source,
+    action: row.action,
+    subject: row.subject,
+    details,
+    prevHash: row.prev_hash,
+    hash: row.hash,
+  };
+}

@@ -1,0 +1,104 @@
+/**
+ * Server configuration: command-line flags win over GANTRY_* environment variables, which win over
+ * defaults that make the quick start work. Validated once at start; a bad value stops the server
+ * with the variable's name and what would be accepted. Nothing else in the server reads the
+ * environment.
+ */
+import path from 'node:path';
+import { GantryError } from '../core/errors.ts';
+
+export interface ServerConfig {
+  host: string;
+  port: number;
+  dataDir: string;
+  /** postgres:// URL, or undefined for SQLite in the data directory. */
+  databaseUrl: string | undefined;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** The address people reach Gantry at; used for links and to decide on Secure cookies. */
+  publicUrl: string | undefined;
+  bootstrapAdminToken: string | undefined;
+  /** Largest JSON request body, in bytes. */
+  bodyLimit: number;
+  /** Trust X-Forwarded-For from a reverse proxy when set to true. */
+  trustProxy: boolean;
+}
+
+export interface ServerFlags {
+  host?: string | undefined;
+  port?: string | undefined;
+  dataDir?: string | undefined;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+function invalid(name: string, message: string): never {
+  throw new GantryError('CONFIG_INVALID', `${name}: ${message}`, { setting: name });
+}
+
+export function loadServerConfig(
+  env: Record<string, string | undefined>,
+  flags: ServerFlags = {},
+  cwd = process.cwd(),
+): ServerConfig {
+  const portText = flags.port ?? env.GANTRY_PORT ?? '8080';
+  const port = Number(portText);
+  if (!/^\d+$/.test(portText) || port < 0 || port > 65535) {
+    invalid(
+      flags.port !== undefined ? '--port' : 'GANTRY_PORT',
+      `'${portText}' is not a port number (0-65535).`,
+    );
+  }
+
+  const databaseUrl = env.GANTRY_DATABASE_URL || undefined;
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    invalid(
+      'GANTRY_DATABASE_URL',
+      'must start with postgres:// (leave it unset to use SQLite in the data directory).',
+    );
+  }
+
+  const logLevel = (env.GANTRY_LOG_LEVEL ?? 'info') as ServerConfig['logLevel'];
+  if (!LOG_LEVELS.includes(logLevel)) invalid('GANTRY_LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}.`);
+
+  const publicUrl = env.GANTRY_PUBLIC_URL || undefined;
+  if (publicUrl !== undefined) {
+    try {
+      const u = new URL(publicUrl);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
+    } catch {
+      invalid('GANTRY_PUBLIC_URL', `'${publicUrl}' is not an http(s) URL.`);
+    }
+  }
+
+  const bootstrapAdminToken = env.GANTRY_BOOTSTRAP_ADMIN_TOKEN || undefined;
+  if (
+    bootstrapAdminToken !== undefined &&
+    (bootstrapAdminToken.length < 32 || /\s/.test(bootstrapAdminToken))
+  ) {
+    invalid(
+      'GANTRY_BOOTSTRAP_ADMIN_TOKEN',
+      'must be at least 32 characters with no spaces (for example `openssl rand -hex 32`).',
+    );
+  }
+
+  const bodyLimitText = env.GANTRY_BODY_LIMIT ?? String(1024 * 1024);
+  const bodyLimit = Number(bodyLimitText);
+  if (!Number.isInteger(bodyLimit) || bodyLimit < 1024)
+    invalid('GANTRY_BODY_LIMIT', 'must be a whole number of bytes, at least 1024.');
+
+  const trustProxyText = env.GANTRY_TRUST_PROXY ?? 'false';
+  if (trustProxyText !== 'true' && trustProxyText !== 'false')
+    invalid('GANTRY_TRUST_PROXY', 'must be true or false.');
+
+  return {
+    host: flags.host ?? env.GANTRY_HOST ?? '127.0.0.1',
+    port,
+    dataDir: path.resolve(cwd, flags.dataDir ?? env.GANTRY_DATA_DIR ?? '.gantry'),
+    databaseUrl,
+    logLevel,
+    publicUrl,
+    bootstrapAdminToken,
+    bodyLimit,
+    trustProxy: trustProxyText === 'true',
+  };
+}

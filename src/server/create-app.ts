@@ -1,0 +1,151 @@
+/**
+ * The composition root: builds every service from its narrow dependencies and mounts every route
+ * on one Fastify instance. Nothing here opens a database or a port; `run-server.ts` does.
+ */
+import { randomUUID } from 'node:crypto';
+import fastifyCookie from '@fastify/cookie';
+import fastifySwagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Ajv } from 'ajv';
+import Fastify, { type FastifyBaseLogger } from 'fastify';
+import { API_VERSION } from '../protocol/meta.ts';
+import { GANTRY_VERSION } from '../version.ts';
+import { registerAuditRoutes } from './audit/audit-routes.ts';
+import { registerAuthRoutes } from './auth/auth-routes.ts';
+import { AuthService } from './auth/auth-service.ts';
+import type { Clock } from './clock.ts';
+import type { Database } from './db/database.ts';
+import { createAuthenticateHook } from './http/authenticate.ts';
+import { mapError } from './http/error-mapping.ts';
+import type { App } from './http/route-kit.ts';
+import { parseStrictJson } from './http/strict-json.ts';
+import { registerMetaRoutes } from './meta-routes.ts';
+import { registerTokenRoutes } from './tokens/token-routes.ts';
+import { TokenService } from './tokens/token-service.ts';
+import { registerUserRoutes } from './users/user-routes.ts';
+import { UserService } from './users/user-service.ts';
+
+export interface AppDeps {
+  database: Database;
+  clock: Clock;
+  logger: FastifyBaseLogger | false;
+  bodyLimit: number;
+  publicUrl: string | undefined;
+  trustProxy: boolean;
+  onOwnPasswordChanged?: ((username: string) => void) | undefined;
+}
+
+export async function createApp(deps: AppDeps): Promise<App> {
+  const app: App = Fastify({
+    ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    bodyLimit: deps.bodyLimit,
+    trustProxy: deps.trustProxy,
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    return503OnClosing: true,
+    connectionTimeout: 60_000,
+    requestTimeout: 60_000,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // Bodies are checked exactly (no coercion, unknown fields refused, every problem listed);
+  // query strings and path parameters arrive as text and are coerced to the declared types.
+  const ajvOptions = {
+    allErrors: true,
+    removeAdditional: false,
+    useDefaults: false,
+    strict: false,
+    strictNumbers: true,
+  } as const;
+  const bodyAjv = new Ajv({ ...ajvOptions, coerceTypes: false });
+  const paramAjv = new Ajv({ ...ajvOptions, coerceTypes: 'array' });
+  app.setValidatorCompiler(({ schema, httpPart }) =>
+    (httpPart === 'body' ? bodyAjv : paramAjv).compile(schema),
+  );
+
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body, done) => {
+    try {
+      done(null, parseStrictJson(body as Buffer));
+    } catch (error) {
+      done(error as Error, undefined);
+    }
+  });
+
+  app.addHook('onRoute', (route) => {
+    if (route.config?.permission === undefined && !route.url.startsWith('/documentation')) {
+      throw new Error(`route ${route.method} ${route.url} has no permission: every route must name one`);
+    }
+  });
+  app.decorateRequest('principal', null);
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+    reply.header('cache-control', 'no-store');
+    reply.header('x-content-type-options', 'nosniff');
+  });
+
+  app.setErrorHandler((error, request, reply) => {
+    const mapped = mapError(error, request.id);
+    if (mapped.serverFault) request.log.error({ err: error, code: mapped.code }, 'request failed');
+    else request.log.info({ code: mapped.code, status: mapped.status }, 'request refused');
+    if (mapped.retryAfterSeconds !== undefined) reply.header('retry-after', String(mapped.retryAfterSeconds));
+    return reply.status(mapped.status).send({
+      error: { code: mapped.code, message: mapped.message, details: mapped.details, requestId: request.id },
+    });
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply.status(404).send({
+      error: {
+        code: 'NOT_FOUND',
+        message: `No route ${request.method} ${request.url.split('?')[0]}. The API is described at /api/v1/openapi.json.`,
+        details: null,
+        requestId: request.id,
+      },
+    }),
+  );
+
+  await app.register(fastifyCookie);
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Gantry API', version: `${GANTRY_VERSION} (${API_VERSION})` },
+      components: {
+        securitySchemes: {
+          bearerToken: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'An API token (gnt_…) from `gantry tokens create`',
+          },
+          sessionCookie: { type: 'apiKey', in: 'cookie', name: 'gantry_session' },
+        },
+      },
+      security: [{ bearerToken: [] }, { sessionCookie: [] }],
+    },
+  });
+
+  const tx = { database: deps.database, clock: deps.clock };
+  const tokens = new TokenService(tx);
+  const auth = new AuthService(tx);
+  const users = new UserService({ ...tx, onOwnPasswordChanged: deps.onOwnPasswordChanged });
+
+  app.addHook(
+    'onRequest',
+    createAuthenticateHook({
+      database: deps.database,
+      clock: deps.clock,
+      tokens,
+      auth,
+      publicOrigin: deps.publicUrl ? new URL(deps.publicUrl).origin : undefined,
+    }),
+  );
+
+  registerMetaRoutes(app, { database: deps.database });
+  registerAuthRoutes(app, auth, { secureCookies: deps.publicUrl?.startsWith('https:') ?? false });
+  registerUserRoutes(app, users);
+  registerTokenRoutes(app, tokens);
+  registerAuditRoutes(app, tx);
+
+  await app.ready();
+  return app;
+}

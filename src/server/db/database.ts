@@ -1,0 +1,87 @@
+/**
+ * Opens the one database Gantry keeps its state in: SQLite in the data directory by default,
+ * PostgreSQL when a `postgres://` URL is given. Both sit behind the same Kysely query layer.
+ *
+ * SQLite: WAL, synchronous=FULL, foreign keys on. Kysely's SQLite driver runs every query on one
+ * connection behind a mutex, so writes are serialised inside the process and no client ever sees
+ * SQLITE_BUSY; busy_timeout covers a second process (a backup, a migration) holding the file.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import SQLite from 'better-sqlite3';
+import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import pg from 'pg';
+import { migrateToLatest } from './migrations.ts';
+import type { Tables } from './schema.ts';
+
+export type Dialect = 'sqlite' | 'postgres';
+
+export interface Database {
+  readonly db: Kysely<Tables>;
+  readonly dialect: Dialect;
+  /** Where the data is, without credentials: for logs and `gantry version`. */
+  readonly location: string;
+  destroy(): Promise<void>;
+}
+
+export type DatabaseTarget =
+  | { kind: 'sqlite'; file: string }
+  | { kind: 'postgres'; url: string; schema?: string | undefined; poolSize?: number | undefined };
+
+export function openDatabase(target: DatabaseTarget): Database {
+  switch (target.kind) {
+    case 'sqlite': {
+      if (target.file !== ':memory:') mkdirSync(path.dirname(target.file), { recursive: true, mode: 0o700 });
+      const sqlite = new SQLite(target.file);
+      sqlite.pragma('journal_mode = WAL');
+      sqlite.pragma('synchronous = FULL');
+      sqlite.pragma('foreign_keys = ON');
+      sqlite.pragma('busy_timeout = 5000');
+      const db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: sqlite }) });
+      return { db, dialect: 'sqlite', location: target.file, destroy: () => db.destroy() };
+    }
+    case 'postgres': {
+      const pool = new pg.Pool({
+        connectionString: target.url,
+        max: target.poolSize ?? 10,
+        connectionTimeoutMillis: 5_000,
+        // A statement that hangs (a partition to the database) fails instead of holding a request forever.
+        statement_timeout: 15_000,
+        ...(target.schema ? { options: `-c search_path=${target.schema}` } : {}),
+      });
+      // An idle client losing its connection (database restart) must not crash the server.
+      pool.on('error', () => {});
+      const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
+      return { db, dialect: 'postgres', location: redactUrl(target.url), destroy: () => db.destroy() };
+    }
+  }
+}
+
+export async function openAndMigrate(
+  target: DatabaseTarget,
+): Promise<{ database: Database; applied: string[] }> {
+  const database = openDatabase(target);
+  try {
+    const applied = await migrateToLatest(database.db, database.dialect);
+    return { database, applied };
+  } catch (error) {
+    await database.destroy();
+    throw error;
+  }
+}
+
+/** Takes the transaction-scoped lock that orders audit appends across connections and replicas. */
+export async function lockAuditChain(trx: Kysely<Tables>, dialect: Dialect): Promise<void> {
+  // SQLite has one writer at a time already; PostgreSQL needs an explicit lock.
+  if (dialect === 'postgres') await sql`select pg_advisory_xact_lock(7170700001)`.execute(trx);
+}
+
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return 'postgres://(unparseable url)';
+  }
+}

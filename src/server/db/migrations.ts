@@ -1,0 +1,135 @@
+/**
+ * Migrations live in code, are applied in order at start, and are never edited once released:
+ * a change to the schema is a new entry at the end of `MIGRATIONS`.
+ */
+import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
+import { GantryError } from '../../core/errors.ts';
+
+// biome-ignore lint/suspicious/noExplicitAny: migrations run against the schema as it was then, not as typed now.
+type AnyDb = Kysely<any>;
+
+export const MIGRATIONS: Record<string, Migration> = {
+  '0001-foundation': {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('users')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('username', 'text', (c) => c.notNull().unique())
+        .addColumn('display_name', 'text', (c) => c.notNull())
+        .addColumn('role', 'text', (c) => c.notNull())
+        .addColumn('password_hash', 'text')
+        .addColumn('disabled', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('api_tokens')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('secret_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('prefix', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'text')
+        .addColumn('last_used_at', 'text')
+        .addColumn('revoked_at', 'text')
+        .execute();
+      await db.schema.createIndex('api_tokens_user').on('api_tokens').column('user_id').execute();
+
+      await db.schema
+        .createTable('sessions')
+        .addColumn('id_hash', 'text', (c) => c.primaryKey())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
+        .addColumn('csrf_token', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'text', (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('login_throttle')
+        .addColumn('key', 'text', (c) => c.primaryKey())
+        .addColumn('failures', 'integer', (c) => c.notNull())
+        .addColumn('locked_until', 'text')
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('audit_log')
+        .addColumn('seq', 'integer', (c) => c.primaryKey())
+        .addColumn('at', 'text', (c) => c.notNull())
+        .addColumn('actor', 'text', (c) => c.notNull())
+        .addColumn('source', 'text')
+        .addColumn('action', 'text', (c) => c.notNull())
+        .addColumn('subject', 'text', (c) => c.notNull())
+        .addColumn('details', 'text', (c) => c.notNull())
+        .addColumn('prev_hash', 'text', (c) => c.notNull())
+        .addColumn('hash', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('audit_log_action').on('audit_log').columns(['action', 'seq']).execute();
+      await db.schema.createIndex('audit_log_at').on('audit_log').column('at').execute();
+    },
+  },
+};
+
+class InCodeMigrationProvider implements MigrationProvider {
+  constructor(private readonly migrations: Record<string, Migration>) {}
+  async getMigrations(): Promise<Record<string, Migration>> {
+    return this.migrations;
+  }
+}
+
+const MIGRATION_TABLE = 'gantry_migration';
+const MIGRATION_LOCK_TABLE = 'gantry_migration_lock';
+
+/**
+ * Applies every migration this program knows and the database lacks. Refuses, before touching
+ * anything, a database that has migrations this program does not know: it was written by a newer
+ * Gantry and an older one must not guess at its shape.
+ */
+export async function migrateToLatest(
+  db: AnyDb,
+  dialect: 'sqlite' | 'postgres',
+  migrations: Record<string, Migration> = MIGRATIONS,
+): Promise<string[]> {
+  if (await tableExists(db, dialect, MIGRATION_TABLE)) {
+    const applied = await db.selectFrom(MIGRATION_TABLE).select('name').execute();
+    const unknown = applied
+      .map((r: { name: string }) => r.name)
+      .filter((name: string) => !(name in migrations));
+    if (unknown.length > 0) {
+      throw new GantryError(
+        'DB_NEWER_THAN_PROGRAM',
+        `The database was last migrated by a newer Gantry (it has migration ${unknown.join(', ')}, which this version does not know). Run the newer Gantry, or point this one at another database.`,
+        { unknownMigrations: unknown },
+      );
+    }
+  }
+  const migrator = new Migrator({
+    db,
+    provider: new InCodeMigrationProvider(migrations),
+    migrationTableName: MIGRATION_TABLE,
+    migrationLockTableName: MIGRATION_LOCK_TABLE,
+  });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) throw error;
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}
+
+async function tableExists(db: AnyDb, dialect: 'sqlite' | 'postgres', name: string): Promise<boolean> {
+  if (dialect === 'postgres') {
+    // Resolved through the search path, so a schema of its own (as tests use) is respected.
+    const { rows } = await sql<{ found: string | null }>`select to_regclass(${name})::text as found`.execute(
+      db,
+    );
+    return rows[0]?.found != null;
+  }
+  const { rows } = await sql<{
+    name: string;
+  }>`select name from sqlite_master where type = 'table' and name = ${name}`.execute(db);
+  return rows.length > 0;
+}
+
+export async function ping(db: AnyDb): Promise<void> {
+  await sql`select 1`.execute(db);
+}

@@ -1,0 +1,88 @@
+/**
+ * `gantry server`: opens the database (migrating it), makes the first admin on an empty one,
+ * listens, and shuts down gracefully on SIGTERM/SIGINT: stop accepting, finish what is in flight,
+ * close the database.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import pino from 'pino';
+import { GANTRY_VERSION } from '../version.ts';
+import { ensureFirstAdmin, forgetBootstrapPassword } from './bootstrap.ts';
+import { systemClock } from './clock.ts';
+import type { ServerConfig } from './config.ts';
+import { createApp } from './create-app.ts';
+import { type DatabaseTarget, openAndMigrate } from './db/database.ts';
+
+export interface RunningServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function runServer(config: ServerConfig): Promise<RunningServer> {
+  const logger = pino({
+    level: config.logLevel,
+    base: { service: 'gantry' },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    redact: {
+      paths: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]'],
+      censor: '[redacted]',
+    },
+  });
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const target: DatabaseTarget = config.databaseUrl
+    ? { kind: 'postgres', url: config.databaseUrl }
+    : { kind: 'sqlite', file: path.join(config.dataDir, 'gantry.db') };
+  const { database, applied } = await openAndMigrate(target);
+  logger.info(
+    { database: database.dialect, location: database.location, migrationsApplied: applied },
+    'database ready',
+  );
+
+  const bootstrap = await ensureFirstAdmin(
+    { database, clock: systemClock },
+    { dataDir: config.dataDir, bootstrapToken: config.bootstrapAdminToken },
+  );
+  const app = await createApp({
+    database,
+    clock: systemClock,
+    logger,
+    bodyLimit: config.bodyLimit,
+    publicUrl: config.publicUrl,
+    trustProxy: config.trustProxy,
+    onOwnPasswordChanged: (username) => forgetBootstrapPassword(config.dataDir, username),
+  });
+  try {
+    await app.listen({ host: config.host, port: config.port });
+  } catch (error) {
+    await app.close();
+    await database.destroy();
+    throw error;
+  }
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+  logger.info({ url, version: GANTRY_VERSION }, 'gantry server listening');
+  if (bootstrap.created) {
+    logger.warn(
+      { passwordFile: bootstrap.passwordFile, bootstrapToken: bootstrap.tokenCreated },
+      `first start: created user 'admin'. Its password is in ${bootstrap.passwordFile} (readable by this OS user only). ` +
+        `Log in with: gantry login ${config.publicUrl ?? url} --username admin ; then set your own password with: gantry users passwd` +
+        (bootstrap.tokenCreated ? ' — GANTRY_BOOTSTRAP_ADMIN_TOKEN is admin’s first API token.' : ''),
+    );
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    close: () => {
+      closing ??= (async () => {
+        logger.info('shutting down: finishing requests in flight');
+        await app.close();
+        await database.destroy();
+        logger.info('stopped');
+      })();
+      return closing;
+    },
+  };
+}
