@@ -17,7 +17,7 @@ import type { Clock } from './clock.ts';
 import type { Database } from './db/database.ts';
 import { createAuthenticateHook } from './http/authenticate.ts';
 import { mapError } from './http/error-mapping.ts';
-import type { App } from './http/route-kit.ts';
+import type { App, RouteInfo } from './http/route-kit.ts';
 import { parseStrictJson } from './http/strict-json.ts';
 import { registerMetaRoutes } from './meta-routes.ts';
 import { registerTokenRoutes } from './tokens/token-routes.ts';
@@ -73,10 +73,14 @@ export async function createApp(deps: AppDeps): Promise<App> {
     }
   });
 
+  const routeTable: RouteInfo[] = [];
+  app.decorate('routeTable', routeTable);
   app.addHook('onRoute', (route) => {
-    if (route.config?.permission === undefined && !route.url.startsWith('/documentation')) {
-      throw new Error(`route ${route.method} ${route.url} has no permission: every route must name one`);
+    const permission = route.config?.permission;
+    if (permission === undefined) {
+      throw new Error(`route ${String(route.method)} ${route.url} has no permission: every route must name one`);
     }
+    for (const method of [route.method].flat()) routeTable.push({ method, url: route.url, permission });
   });
   app.decorateRequest('principal', null);
   app.addHook('onSend', async (request, reply) => {

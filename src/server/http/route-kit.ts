@@ -21,7 +21,17 @@ export type App = FastifyInstance<
   TypeBoxTypeProvider
 >;
 
+/** One mounted route and the permission it needs: what the permission test walks. */
+export interface RouteInfo {
+  method: string;
+  url: string;
+  permission: Permission;
+}
+
 declare module 'fastify' {
+  interface FastifyInstance {
+    routeTable: readonly RouteInfo[];
+  }
   interface FastifyContextConfig {
     /** The one permission this route needs. Routes without one are refused at start. */
     permission?: Permission;

@@ -1,0 +1,88 @@
+/**
+ * Walks every mounted route with every role (and with no credentials) on every database, and
+ * checks the answer against the table below, written out by hand: a route added without a row
+ * here, or a permission that drifts, fails this test.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROLES, type Role } from '../core/roles.ts';
+import { ADMIN_TOKEN, type TestApp, startTestApp } from '../../test/helpers/test-app.ts';
+import { testDatabases } from '../../test/helpers/test-databases.ts';
+
+const EVERYONE: readonly Role[] = ROLES;
+const ADMIN: readonly Role[] = ['admin'];
+const AUDIT_READERS: readonly Role[] = ['admin', 'change-authority', 'release-manager', 'deployer', 'viewer'];
+
+const EXPECTED: Record<string, 'public' | readonly Role[]> = {
+  'GET /healthz': 'public',
+  'GET /readyz': 'public',
+  'GET /api/v1/version': 'public',
+  'GET /api/v1/openapi.json': 'public',
+  'POST /api/v1/auth/login': 'public',
+  'POST /api/v1/auth/token': 'public',
+  'POST /api/v1/auth/logout': EVERYONE,
+  'GET /api/v1/whoami': EVERYONE,
+  'PUT /api/v1/me/password': EVERYONE,
+  'GET /api/v1/users': ADMIN,
+  'POST /api/v1/users': ADMIN,
+  'GET /api/v1/users/:id': ADMIN,
+  'PATCH /api/v1/users/:id': ADMIN,
+  'GET /api/v1/tokens': EVERYONE,
+  'POST /api/v1/tokens': EVERYONE,
+  'DELETE /api/v1/tokens/:id': EVERYONE,
+  'GET /api/v1/audit': AUDIT_READERS,
+  'GET /api/v1/audit/verify': AUDIT_READERS,
+};
+
+function concreteUrl(url: string): string {
+  return url.replace(/:id/g, '00000000-0000-4000-8000-000000000000');
+}
+
+for (const kind of testDatabases()) {
+  describe(`route permissions on ${kind.name}`, () => {
+    let t: TestApp;
+    const tokens = new Map<Role, string>();
+
+    beforeAll(async () => {
+      t = await startTestApp(kind);
+      tokens.set('admin', ADMIN_TOKEN);
+      for (const role of ROLES) if (role !== 'admin') tokens.set(role, (await t.userWithToken(role)).token);
+    });
+    afterAll(async () => t.close());
+
+    it('has a row in the expected table for every mounted route, and a route for every row', () => {
+      const mounted = new Set(t.app.routeTable.filter((r) => r.method !== 'HEAD').map((r) => `${r.method} ${r.url}`));
+      expect([...mounted].sort()).toEqual(Object.keys(EXPECTED).sort());
+    });
+
+    it('answers every route with the status its permission implies, for every role and for no caller', async () => {
+      const failures: string[] = [];
+      for (const route of t.app.routeTable) {
+        const key = `${route.method === 'HEAD' ? 'GET' : route.method} ${route.url}`;
+        const allowed = EXPECTED[key];
+        if (allowed === undefined) {
+          failures.push(`${key}: no expectation`);
+          continue;
+        }
+        const url = concreteUrl(route.url);
+        const anonymous = await t.call(route.method, url);
+        if (allowed === 'public') {
+          if (anonymous.status === 401 || anonymous.status === 403) failures.push(`${key} anonymous: ${anonymous.status}`);
+          continue;
+        }
+        if (anonymous.status !== 401 || anonymous.body?.error?.code !== 'UNAUTHENTICATED') {
+          if (route.method !== 'HEAD' || anonymous.status !== 401) failures.push(`${key} anonymous: ${anonymous.status}, wanted 401`);
+        }
+        for (const role of ROLES) {
+          const result = await t.call(route.method, url, { token: tokens.get(role) });
+          const refused = result.status === 403;
+          if (allowed.includes(role) && (refused || result.status === 401)) failures.push(`${key} as ${role}: ${result.status}, wanted allowed`);
+          if (!allowed.includes(role)) {
+            if (!refused) failures.push(`${key} as ${role}: ${result.status}, wanted 403`);
+            else if (route.method !== 'HEAD' && result.body?.error?.code !== 'FORBIDDEN') failures.push(`${key} as ${role}: code ${result.body?.error?.code}`);
+          }
+        }
+      }
+      expect(failures).toEqual([]);
+    });
+  });
+}
