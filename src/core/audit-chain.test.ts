@@ -1,6 +1,13 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { type AuditEntry, CHAIN_START, GENESIS_HASH, chainEntry, describeChainBreak, verifyChainPage } from './audit-chain.ts';
+import {
+  type AuditEntry,
+  CHAIN_START,
+  chainEntry,
+  describeChainBreak,
+  GENESIS_HASH,
+  verifyChainPage,
+} from './audit-chain.ts';
 
 const sha = (text: string) => createHash('sha256').update(text).digest('hex');
 
@@ -9,7 +16,15 @@ function chain(n: number): AuditEntry[] {
   let prev = GENESIS_HASH;
   for (let seq = 1; seq <= n; seq++) {
     const entry = chainEntry(
-      { seq, at: `2026-11-0${(seq % 9) + 1}T00:00:00.000Z`, actor: 'user:a', source: '127.0.0.1', action: 'x.y', subject: `s:${seq}`, details: { n: seq, nested: { b: 1, a: [1, 2] } } },
+      {
+        seq,
+        at: `2026-11-0${(seq % 9) + 1}T00:00:00.000Z`,
+        actor: 'user:a',
+        source: '127.0.0.1',
+        action: 'x.y',
+        subject: `s:${seq}`,
+        details: { n: seq, nested: { b: 1, a: [1, 2] } },
+      },
       prev,
       sha,
     );
@@ -30,8 +45,16 @@ describe('audit chain', () => {
   });
 
   it('hashes the same content the same way whatever the key order of the details', () => {
-    const a = chainEntry({ seq: 1, at: 't', actor: 'a', source: null, action: 'x', subject: 's', details: { a: 1, b: 2 } }, GENESIS_HASH, sha);
-    const b = chainEntry({ seq: 1, at: 't', actor: 'a', source: null, action: 'x', subject: 's', details: { b: 2, a: 1 } }, GENESIS_HASH, sha);
+    const a = chainEntry(
+      { seq: 1, at: 't', actor: 'a', source: null, action: 'x', subject: 's', details: { a: 1, b: 2 } },
+      GENESIS_HASH,
+      sha,
+    );
+    const b = chainEntry(
+      { seq: 1, at: 't', actor: 'a', source: null, action: 'x', subject: 's', details: { b: 2, a: 1 } },
+      GENESIS_HASH,
+      sha,
+    );
     expect(a.hash).toBe(b.hash);
   });
 
@@ -46,7 +69,11 @@ describe('audit chain', () => {
 
   it('names the gap where an entry was removed', () => {
     const entries = chain(6).filter((e) => e.seq !== 3);
-    expect(verifyChainPage(CHAIN_START, entries, sha).broken).toMatchObject({ kind: 'gap', seq: 4, expectedSeq: 3 });
+    expect(verifyChainPage(CHAIN_START, entries, sha).broken).toMatchObject({
+      kind: 'gap',
+      seq: 4,
+      expectedSeq: 3,
+    });
   });
 
   it('notices an entry rewritten with a fresh hash, at the link after it', () => {
@@ -54,6 +81,9 @@ describe('audit chain', () => {
     const target = entries[1] as AuditEntry;
     const forged = chainEntry({ ...target, actor: 'user:mallory' }, target.prevHash, sha);
     const tampered = entries.map((e) => (e.seq === 2 ? forged : e));
-    expect(verifyChainPage(CHAIN_START, tampered, sha).broken).toMatchObject({ kind: 'prev_hash_mismatch', seq: 3 });
+    expect(verifyChainPage(CHAIN_START, tampered, sha).broken).toMatchObject({
+      kind: 'prev_hash_mismatch',
+      seq: 3,
+    });
   });
 });

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { EMPTY_THROTTLE, USER_THROTTLE, afterFailure, afterSuccess, lockRemainingMs } from './login-throttle.ts';
+import {
+  afterFailure,
+  afterSuccess,
+  EMPTY_THROTTLE,
+  lockRemainingMs,
+  USER_THROTTLE,
+} from './login-throttle.ts';
 
 const t0 = new Date('2026-11-22T10:00:00Z');
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PERMISSIONS, ROLES, isRole, roleGrants } from './roles.ts';
+import { isRole, PERMISSIONS, ROLES, roleGrants } from './roles.ts';
 
 describe('roles', () => {
   it('gives admin every permission and every role the public and authenticated ones', () => {

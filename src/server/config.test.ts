@@ -5,11 +5,20 @@ import { loadServerConfig } from './config.ts';
 describe('server configuration', () => {
   it('defaults to loopback, port 8080 and ./.gantry on SQLite', () => {
     const config = loadServerConfig({}, {}, '/srv');
-    expect(config).toMatchObject({ host: '127.0.0.1', port: 8080, dataDir: '/srv/.gantry', databaseUrl: undefined });
+    expect(config).toMatchObject({
+      host: '127.0.0.1',
+      port: 8080,
+      dataDir: '/srv/.gantry',
+      databaseUrl: undefined,
+    });
   });
 
   it('takes flags over GANTRY_* variables', () => {
-    const config = loadServerConfig({ GANTRY_PORT: '9000', GANTRY_HOST: '0.0.0.0', GANTRY_DATA_DIR: '/env' }, { port: '9100' }, '/srv');
+    const config = loadServerConfig(
+      { GANTRY_PORT: '9000', GANTRY_HOST: '0.0.0.0', GANTRY_DATA_DIR: '/env' },
+      { port: '9100' },
+      '/srv',
+    );
     expect(config).toMatchObject({ port: 9100, host: '0.0.0.0', dataDir: '/env' });
   });
 

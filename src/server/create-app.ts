@@ -7,21 +7,23 @@ import fastifyCookie from '@fastify/cookie';
 import fastifySwagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Ajv } from 'ajv';
-import Fastify, { type FastifyBaseLogger } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyRequest } from 'fastify';
 import { API_VERSION } from '../protocol/meta.ts';
 import { GANTRY_VERSION } from '../version.ts';
 import { registerAuditRoutes } from './audit/audit-routes.ts';
 import { registerAuthRoutes } from './auth/auth-routes.ts';
 import { AuthService } from './auth/auth-service.ts';
+import { actorOf } from './auth/principal.ts';
 import type { Clock } from './clock.ts';
 import type { Database } from './db/database.ts';
 import { createAuthenticateHook } from './http/authenticate.ts';
-import { mapError } from './http/error-mapping.ts';
+import { type MappedError, mapError } from './http/error-mapping.ts';
 import type { App, RouteInfo } from './http/route-kit.ts';
 import { parseStrictJson } from './http/strict-json.ts';
 import { registerMetaRoutes } from './meta-routes.ts';
 import { registerTokenRoutes } from './tokens/token-routes.ts';
 import { TokenService } from './tokens/token-service.ts';
+import { inTransaction } from './unit-of-work.ts';
 import { registerUserRoutes } from './users/user-routes.ts';
 import { UserService } from './users/user-service.ts';
 
@@ -33,6 +35,33 @@ export interface AppDeps {
   publicUrl: string | undefined;
   trustProxy: boolean;
   onOwnPasswordChanged?: ((username: string) => void) | undefined;
+}
+
+/**
+ * A signed-in caller who sends fields an endpoint does not accept (`role`, `passwordHash`, …) may
+ * be probing for mass assignment: the refusal is recorded in the audit chain.
+ */
+async function auditRejectedFields(
+  deps: AppDeps,
+  request: FastifyRequest,
+  mapped: MappedError,
+): Promise<void> {
+  if (mapped.code !== 'VALIDATION' || !request.principal || !Array.isArray(mapped.details)) return;
+  const fields = (mapped.details as Array<{ path?: unknown; message?: unknown }>)
+    .filter((d) => d.message === 'unknown field')
+    .map((d) => String(d.path));
+  if (fields.length === 0) return;
+  try {
+    await inTransaction(deps, actorOf(request.principal), (uow) =>
+      uow.audit({
+        action: 'request.rejected_fields',
+        subject: `route:${request.method} ${request.routeOptions.url ?? request.url}`,
+        details: { fields },
+      }),
+    );
+  } catch (error) {
+    request.log.error({ err: error }, 'could not audit a rejected request');
+  }
 }
 
 export async function createApp(deps: AppDeps): Promise<App> {
@@ -78,7 +107,9 @@ export async function createApp(deps: AppDeps): Promise<App> {
   app.addHook('onRoute', (route) => {
     const permission = route.config?.permission;
     if (permission === undefined) {
-      throw new Error(`route ${String(route.method)} ${route.url} has no permission: every route must name one`);
+      throw new Error(
+        `route ${String(route.method)} ${route.url} has no permission: every route must name one`,
+      );
     }
     for (const method of [route.method].flat()) routeTable.push({ method, url: route.url, permission });
   });
@@ -89,10 +120,11 @@ export async function createApp(deps: AppDeps): Promise<App> {
     reply.header('x-content-type-options', 'nosniff');
   });
 
-  app.setErrorHandler((error, request, reply) => {
+  app.setErrorHandler(async (error, request, reply) => {
     const mapped = mapError(error, request.id);
     if (mapped.serverFault) request.log.error({ err: error, code: mapped.code }, 'request failed');
     else request.log.info({ code: mapped.code, status: mapped.status }, 'request refused');
+    await auditRejectedFields(deps, request, mapped);
     if (mapped.retryAfterSeconds !== undefined) reply.header('retry-after', String(mapped.retryAfterSeconds));
     return reply.status(mapped.status).send({
       error: { code: mapped.code, message: mapped.message, details: mapped.details, requestId: request.id },

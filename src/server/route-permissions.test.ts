@@ -4,9 +4,9 @@
  * here, or a permission that drifts, fails this test.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROLES, type Role } from '../core/roles.ts';
-import { ADMIN_TOKEN, type TestApp, startTestApp } from '../../test/helpers/test-app.ts';
+import { ADMIN_TOKEN, startTestApp, type TestApp } from '../../test/helpers/test-app.ts';
 import { testDatabases } from '../../test/helpers/test-databases.ts';
+import { ROLES, type Role } from '../core/roles.ts';
 
 const EVERYONE: readonly Role[] = ROLES;
 const ADMIN: readonly Role[] = ['admin'];
@@ -50,7 +50,9 @@ for (const kind of testDatabases()) {
     afterAll(async () => t.close());
 
     it('has a row in the expected table for every mounted route, and a route for every row', () => {
-      const mounted = new Set(t.app.routeTable.filter((r) => r.method !== 'HEAD').map((r) => `${r.method} ${r.url}`));
+      const mounted = new Set(
+        t.app.routeTable.filter((r) => r.method !== 'HEAD').map((r) => `${r.method} ${r.url}`),
+      );
       expect([...mounted].sort()).toEqual(Object.keys(EXPECTED).sort());
     });
 
@@ -66,19 +68,23 @@ for (const kind of testDatabases()) {
         const url = concreteUrl(route.url);
         const anonymous = await t.call(route.method, url);
         if (allowed === 'public') {
-          if (anonymous.status === 401 || anonymous.status === 403) failures.push(`${key} anonymous: ${anonymous.status}`);
+          if (anonymous.status === 401 || anonymous.status === 403)
+            failures.push(`${key} anonymous: ${anonymous.status}`);
           continue;
         }
         if (anonymous.status !== 401 || anonymous.body?.error?.code !== 'UNAUTHENTICATED') {
-          if (route.method !== 'HEAD' || anonymous.status !== 401) failures.push(`${key} anonymous: ${anonymous.status}, wanted 401`);
+          if (route.method !== 'HEAD' || anonymous.status !== 401)
+            failures.push(`${key} anonymous: ${anonymous.status}, wanted 401`);
         }
         for (const role of ROLES) {
           const result = await t.call(route.method, url, { token: tokens.get(role) });
           const refused = result.status === 403;
-          if (allowed.includes(role) && (refused || result.status === 401)) failures.push(`${key} as ${role}: ${result.status}, wanted allowed`);
+          if (allowed.includes(role) && (refused || result.status === 401))
+            failures.push(`${key} as ${role}: ${result.status}, wanted allowed`);
           if (!allowed.includes(role)) {
             if (!refused) failures.push(`${key} as ${role}: ${result.status}, wanted 403`);
-            else if (route.method !== 'HEAD' && result.body?.error?.code !== 'FORBIDDEN') failures.push(`${key} as ${role}: code ${result.body?.error?.code}`);
+            else if (route.method !== 'HEAD' && result.body?.error?.code !== 'FORBIDDEN')
+              failures.push(`${key} as ${role}: code ${result.body?.error?.code}`);
           }
         }
       }

@@ -2,15 +2,16 @@
  * A real Gantry app on a real database, driven in-process through Fastify's inject (real
  * routing, validation, hooks and serialisation; no socket). Time is a `TestClock`.
  */
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import type { Role } from '../../src/core/roles.ts';
 import { ensureFirstAdmin } from '../../src/server/bootstrap.ts';
 import type { Clock } from '../../src/server/clock.ts';
 import { createApp } from '../../src/server/create-app.ts';
 import type { App } from '../../src/server/http/route-kit.ts';
-import { type TestDatabase, type TestDatabaseKind } from './test-databases.ts';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import type { TestDatabase, TestDatabaseKind } from './test-databases.ts';
 
 export class TestClock implements Clock {
   constructor(private current = new Date('2026-11-22T10:00:00.000Z')) {}
@@ -54,13 +55,23 @@ export interface CallResult {
 
 let counter = 0;
 
-export async function startTestApp(kind: TestDatabaseKind, options: { db?: TestDatabase } = {}): Promise<TestApp> {
+export async function startTestApp(
+  kind: TestDatabaseKind,
+  options: { db?: TestDatabase } = {},
+): Promise<TestApp> {
   const db = options.db ?? (await kind.open());
   const clock = new TestClock();
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'gantry-test-'));
   await ensureFirstAdmin({ database: db.database, clock }, { dataDir, bootstrapToken: ADMIN_TOKEN });
   const build = () =>
-    createApp({ database: db.database, clock, logger: false, bodyLimit: 1024 * 1024, publicUrl: undefined, trustProxy: false });
+    createApp({
+      database: db.database,
+      clock,
+      logger: false,
+      bodyLimit: 1024 * 1024,
+      publicUrl: undefined,
+      trustProxy: false,
+    });
   let app = await build();
 
   const call = async (method: string, url: string, callOptions: CallOptions = {}): Promise<CallResult> => {
@@ -102,9 +113,15 @@ export async function startTestApp(kind: TestDatabaseKind, options: { db?: TestD
     async userWithToken(role, username) {
       counter += 1;
       const name = username ?? `${role.replace(/[^a-z]/g, '')}${counter}`;
-      const created = await call('POST', '/api/v1/users', { token: ADMIN_TOKEN, body: { username: name, role } });
+      const created = await call('POST', '/api/v1/users', {
+        token: ADMIN_TOKEN,
+        body: { username: name, role },
+      });
       if (created.status !== 201) throw new Error(`could not create user: ${JSON.stringify(created.body)}`);
-      const token = await call('POST', '/api/v1/tokens', { token: ADMIN_TOKEN, body: { name: 'test', userId: created.body.id } });
+      const token = await call('POST', '/api/v1/tokens', {
+        token: ADMIN_TOKEN,
+        body: { name: 'test', userId: created.body.id },
+      });
       if (token.status !== 201) throw new Error(`could not create token: ${JSON.stringify(token.body)}`);
       return { id: created.body.id, token: token.body.secret, username: name };
     },

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, type TestApp, startTestApp } from '../../../test/helpers/test-app.ts';
+import { ADMIN_TOKEN, startTestApp, type TestApp } from '../../../test/helpers/test-app.ts';
 import { testDatabases } from '../../../test/helpers/test-databases.ts';
 import { passwordFilePath } from '../bootstrap.ts';
 
@@ -19,7 +19,10 @@ for (const kind of testDatabases()) {
     afterEach(async () => t.close());
 
     async function userWithPassword(username: string, role = 'deployer') {
-      const res = await t.call('POST', '/api/v1/users', { token: ADMIN_TOKEN, body: { username, role, password: PASSWORD } });
+      const res = await t.call('POST', '/api/v1/users', {
+        token: ADMIN_TOKEN,
+        body: { username, role, password: PASSWORD },
+      });
       expect(res.status).toBe(201);
       return res.body.id as string;
     }
@@ -50,7 +53,10 @@ for (const kind of testDatabases()) {
       const missing = await t.call('POST', '/api/v1/users', { headers: { cookie }, body });
       expect(missing.status).toBe(403);
       expect(missing.body.error.code).toBe('CSRF_REJECTED');
-      const wrong = await t.call('POST', '/api/v1/users', { headers: { cookie, 'x-csrf-token': 'x'.repeat(csrf.length) }, body });
+      const wrong = await t.call('POST', '/api/v1/users', {
+        headers: { cookie, 'x-csrf-token': 'x'.repeat(csrf.length) },
+        body,
+      });
       expect(wrong.body.error.code).toBe('CSRF_REJECTED');
       const crossSite = await t.call('POST', '/api/v1/users', {
         headers: { cookie, 'x-csrf-token': csrf, 'sec-fetch-site': 'cross-site' },
@@ -70,21 +76,29 @@ for (const kind of testDatabases()) {
       // Nothing was created by any of the refused requests; GET never changes anything.
       const users = await t.call('GET', '/api/v1/users', { headers: { cookie } });
       expect(users.body.users.map((u: { username: string }) => u.username)).not.toContain('eve');
-      const ok = await t.call('POST', '/api/v1/users', { headers: { cookie, 'x-csrf-token': csrf, 'sec-fetch-site': 'same-origin' }, body });
+      const ok = await t.call('POST', '/api/v1/users', {
+        headers: { cookie, 'x-csrf-token': csrf, 'sec-fetch-site': 'same-origin' },
+        body,
+      });
       expect(ok.status).toBe(201);
     });
 
     it('ends the session on logout', async () => {
       await userWithPassword('fred');
       const { res, cookie } = await login('fred');
-      const out = await t.call('POST', '/api/v1/auth/logout', { headers: { cookie, 'x-csrf-token': res.body.csrfToken } });
+      const out = await t.call('POST', '/api/v1/auth/logout', {
+        headers: { cookie, 'x-csrf-token': res.body.csrfToken },
+      });
       expect(out.status).toBe(204);
       const after = await t.call('GET', '/api/v1/whoami', { headers: { cookie } });
       expect(after.status).toBe(401);
     });
 
     it('A06: shows a token once, stores only its hash, and a revocation takes effect on the very next request', async () => {
-      const created = await t.call('POST', '/api/v1/tokens', { token: ADMIN_TOKEN, body: { name: 'ci', expiresInDays: 7 } });
+      const created = await t.call('POST', '/api/v1/tokens', {
+        token: ADMIN_TOKEN,
+        body: { name: 'ci', expiresInDays: 7 },
+      });
       expect(created.status).toBe(201);
       const secret = created.body.secret as string;
       expect(secret).toMatch(/^gnt_[A-Za-z0-9_-]{43}$/);
@@ -93,7 +107,9 @@ for (const kind of testDatabases()) {
       const rows = await t.db.database.db.selectFrom('api_tokens').selectAll().execute();
       expect(JSON.stringify(rows)).not.toContain(secret);
       expect((await t.call('GET', '/api/v1/whoami', { token: secret })).status).toBe(200);
-      const revoked = await t.call('DELETE', `/api/v1/tokens/${created.body.token.id}`, { token: ADMIN_TOKEN });
+      const revoked = await t.call('DELETE', `/api/v1/tokens/${created.body.token.id}`, {
+        token: ADMIN_TOKEN,
+      });
       expect(revoked.body.revokedAt).not.toBeNull();
       const next = await t.call('GET', '/api/v1/whoami', { token: secret });
       expect(next.status).toBe(401);
@@ -101,7 +117,10 @@ for (const kind of testDatabases()) {
     });
 
     it('A06: refuses an expired token', async () => {
-      const created = await t.call('POST', '/api/v1/tokens', { token: ADMIN_TOKEN, body: { name: 'short', expiresInDays: 1 } });
+      const created = await t.call('POST', '/api/v1/tokens', {
+        token: ADMIN_TOKEN,
+        body: { name: 'short', expiresInDays: 1 },
+      });
       const secret = created.body.secret as string;
       expect((await t.call('GET', '/api/v1/whoami', { token: secret })).status).toBe(200);
       t.clock.advance(86_400_000 + 1);
@@ -111,7 +130,7 @@ for (const kind of testDatabases()) {
     });
 
     it('A05: answers malformed, forged and unknown credentials with 401', async () => {
-      const attempts = [
+      const attempts: Array<Record<string, string>> = [
         { authorization: 'Bearer' },
         { authorization: 'Basic YWRtaW46YWRtaW4=' },
         { authorization: `Bearer ${ADMIN_TOKEN.slice(0, -1)}y` },
@@ -144,9 +163,15 @@ for (const kind of testDatabases()) {
     it('A02: a non-admin cannot list everyone’s tokens, make one for someone else, or manage users', async () => {
       const viewer = await t.userWithToken('viewer');
       expect((await t.call('GET', '/api/v1/tokens?all=true', { token: viewer.token })).status).toBe(403);
-      const forOther = await t.call('POST', '/api/v1/tokens', { token: viewer.token, body: { name: 'x', userId: 'someone' } });
+      const forOther = await t.call('POST', '/api/v1/tokens', {
+        token: viewer.token,
+        body: { name: 'x', userId: 'someone' },
+      });
       expect(forOther.status).toBe(403);
-      const promote = await t.call('PATCH', `/api/v1/users/${viewer.id}`, { token: viewer.token, body: { role: 'admin' } });
+      const promote = await t.call('PATCH', `/api/v1/users/${viewer.id}`, {
+        token: viewer.token,
+        body: { role: 'admin' },
+      });
       expect(promote.status).toBe(403);
       expect((await t.call('GET', '/api/v1/whoami', { token: viewer.token })).body.user.role).toBe('viewer');
     });
@@ -154,13 +179,17 @@ for (const kind of testDatabases()) {
     it('A07: slows down repeated failed logins, and the slow-down survives a restart', async () => {
       await userWithPassword('gina');
       for (let i = 0; i < 6; i++) {
-        const res = await t.call('POST', '/api/v1/auth/login', { body: { username: 'gina', password: 'wrong password!' } });
+        const res = await t.call('POST', '/api/v1/auth/login', {
+          body: { username: 'gina', password: 'wrong password!' },
+        });
         expect(res.status).toBe(401);
         expect(res.body.error.code).toBe('INVALID_CREDENTIALS');
       }
       await t.restart();
       // Even the right password is refused while the lock lasts.
-      const locked = await t.call('POST', '/api/v1/auth/login', { body: { username: 'gina', password: PASSWORD } });
+      const locked = await t.call('POST', '/api/v1/auth/login', {
+        body: { username: 'gina', password: PASSWORD },
+      });
       expect(locked.status).toBe(429);
       expect(locked.body.error.code).toBe('RATE_LIMITED');
       expect(Number(locked.headers['retry-after'])).toBeGreaterThan(0);
@@ -170,10 +199,14 @@ for (const kind of testDatabases()) {
 
     it('A07: failures spread over many user names are slowed down by source address', async () => {
       for (let i = 0; i < 21; i++) {
-        await t.call('POST', '/api/v1/auth/login', { body: { username: `nobody${i}`, password: 'guess guess guess' } });
+        await t.call('POST', '/api/v1/auth/login', {
+          body: { username: `nobody${i}`, password: 'guess guess guess' },
+        });
       }
       await userWithPassword('hank');
-      const res = await t.call('POST', '/api/v1/auth/login', { body: { username: 'hank', password: PASSWORD } });
+      const res = await t.call('POST', '/api/v1/auth/login', {
+        body: { username: 'hank', password: PASSWORD },
+      });
       expect(res.status).toBe(429);
     });
 
@@ -181,14 +214,18 @@ for (const kind of testDatabases()) {
       await userWithPassword('ivy');
       await login('ivy');
       await login('ivy', 'not the password');
-      await t.call('POST', '/api/v1/auth/token', { body: { username: 'ivy', password: PASSWORD, name: 'cli' } });
+      await t.call('POST', '/api/v1/auth/token', {
+        body: { username: 'ivy', password: PASSWORD, name: 'cli' },
+      });
       const audit = await t.call('GET', '/api/v1/audit?action=auth.*', { token: ADMIN_TOKEN });
-      const rows = audit.body.entries.map((e: { action: string; actor: string; source: string; details: { via?: string } }) => [
-        e.action,
-        e.actor,
-        e.source,
-        e.details.via,
-      ]);
+      const rows = audit.body.entries.map(
+        (e: { action: string; actor: string; source: string; details: { via?: string } }) => [
+          e.action,
+          e.actor,
+          e.source,
+          e.details.via,
+        ],
+      );
       expect(rows).toEqual([
         ['auth.login', 'user:ivy', '127.0.0.1', 'session'],
         ['auth.login_failed', 'user:ivy', '127.0.0.1', 'session'],
@@ -200,8 +237,13 @@ for (const kind of testDatabases()) {
     it('a disabled user’s tokens and sessions stop working at once', async () => {
       const id = await userWithPassword('jack');
       const { cookie } = await login('jack');
-      const token = await t.call('POST', '/api/v1/auth/token', { body: { username: 'jack', password: PASSWORD, name: 'cli' } });
-      const disabled = await t.call('PATCH', `/api/v1/users/${id}`, { token: ADMIN_TOKEN, body: { disabled: true } });
+      const token = await t.call('POST', '/api/v1/auth/token', {
+        body: { username: 'jack', password: PASSWORD, name: 'cli' },
+      });
+      const disabled = await t.call('PATCH', `/api/v1/users/${id}`, {
+        token: ADMIN_TOKEN,
+        body: { disabled: true },
+      });
       expect(disabled.body.disabled).toBe(true);
       expect((await t.call('GET', '/api/v1/whoami', { token: token.body.secret })).status).toBe(401);
       expect((await t.call('GET', '/api/v1/whoami', { headers: { cookie } })).status).toBe(401);

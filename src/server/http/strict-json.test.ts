@@ -32,12 +32,18 @@ describe('strict JSON parsing', () => {
   });
 
   it('refuses __proto__ and constructor keys at any depth', () => {
-    expect(refusal('{"__proto__":{"isAdmin":true}}').details).toEqual([{ path: '/__proto__', message: 'forbidden key' }]);
-    expect(refusal('{"a":[{"constructor":{"prototype":{}}}]}').details).toEqual([{ path: '/a/0/constructor', message: 'forbidden key' }]);
+    expect(refusal('{"__proto__":{"isAdmin":true}}').details).toEqual([
+      { path: '/__proto__', message: 'forbidden key' },
+    ]);
+    expect(refusal('{"a":[{"constructor":{"prototype":{}}}]}').details).toEqual([
+      { path: '/a/0/constructor', message: 'forbidden key' },
+    ]);
   });
 
   it('refuses nesting deeper than the limit without overflowing the stack', () => {
-    expect(refusal('['.repeat(10_000) + ']'.repeat(10_000)).message).toContain(`deeper than ${MAX_JSON_DEPTH}`);
+    expect(refusal('['.repeat(10_000) + ']'.repeat(10_000)).message).toContain(
+      `deeper than ${MAX_JSON_DEPTH}`,
+    );
   });
 
   it('refuses invalid UTF-8, empty bodies and truncated JSON', () => {
