@@ -14,6 +14,7 @@ import { registerAuditRoutes } from './audit/audit-routes.ts';
 import { registerAuthRoutes } from './auth/auth-routes.ts';
 import { AuthService } from './auth/auth-service.ts';
 import { actorOf } from './auth/principal.ts';
+import { forgetBootstrapPassword } from './bootstrap.ts';
 import type { Clock } from './clock.ts';
 import type { Database } from './db/database.ts';
 import { createAuthenticateHook } from './http/authenticate.ts';
@@ -34,7 +35,8 @@ export interface AppDeps {
   bodyLimit: number;
   publicUrl: string | undefined;
   trustProxy: boolean;
-  onOwnPasswordChanged?: ((username: string) => void) | undefined;
+  /** Where the bootstrap password file lives (removed when admin sets their own password). */
+  dataDir: string;
 }
 
 /**
@@ -163,7 +165,10 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const tx = { database: deps.database, clock: deps.clock };
   const tokens = new TokenService(tx);
   const auth = new AuthService(tx);
-  const users = new UserService({ ...tx, onOwnPasswordChanged: deps.onOwnPasswordChanged });
+  const users = new UserService({
+    ...tx,
+    onOwnPasswordChanged: (username) => forgetBootstrapPassword(deps.dataDir, username),
+  });
 
   app.addHook(
     'onRequest',

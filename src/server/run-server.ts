@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
 import { GANTRY_VERSION } from '../version.ts';
-import { ensureFirstAdmin, forgetBootstrapPassword } from './bootstrap.ts';
+import { ensureFirstAdmin } from './bootstrap.ts';
 import { systemClock } from './clock.ts';
 import type { ServerConfig } from './config.ts';
 import { createApp } from './create-app.ts';
@@ -49,7 +49,7 @@ export async function runServer(config: ServerConfig): Promise<RunningServer> {
     bodyLimit: config.bodyLimit,
     publicUrl: config.publicUrl,
     trustProxy: config.trustProxy,
-    onOwnPasswordChanged: (username) => forgetBootstrapPassword(config.dataDir, username),
+    dataDir: config.dataDir,
   });
   try {
     await app.listen({ host: config.host, port: config.port });

@@ -71,6 +71,7 @@ export async function startTestApp(
       bodyLimit: 1024 * 1024,
       publicUrl: undefined,
       trustProxy: false,
+      dataDir,
     });
   let app = await build();
 
