@@ -31,6 +31,8 @@ export class CliError extends Error {
     message: string,
     /** The server's error body, when there was one: printed as is with --json. */
     readonly body?: unknown,
+    /** The command already printed its outcome; only the exit code is left to give. */
+    readonly reported = false,
   ) {
     super(message);
   }

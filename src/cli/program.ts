@@ -65,8 +65,9 @@ export async function runCli(
       return EXIT.usage;
     }
     if (error instanceof CliError) {
+      if (error.reported) return error.exitCode;
       if (wantsJson) printJson(io, error.body ?? { error: { code: 'CLI', message: error.message } });
-      if (error.message) io.stderr(`error: ${error.message}\n`);
+      io.stderr(`error: ${error.message}\n`);
       return error.exitCode;
     }
     if (error instanceof GantryError) {

@@ -83,7 +83,7 @@ export function addAuditCommands(program: Command, ctx: CliContext): void {
               ['head', head ? `#${head.seq} ${head.hash}` : '(empty)'],
             ]),
       );
-      if (broken) throw new CliError(EXIT.failed, '', result);
+      if (broken) throw new CliError(EXIT.failed, 'the audit chain is broken', result, true);
     });
 }
 

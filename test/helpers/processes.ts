@@ -1,0 +1,113 @@
+/**
+ * Real processes: `gantry server` and the `gantry` CLI, spawned from bin/gantry.js exactly as a
+ * user runs them.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import path from 'node:path';
+
+export const GANTRY_BIN = path.resolve(import.meta.dirname, '../../bin/gantry.js');
+
+export interface ServerProcess {
+  url: string;
+  proc: ChildProcess;
+  /** Everything the server printed so far. */
+  output(): string;
+  /** Sends `signal` and waits for the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export function childEnv(extra: Record<string, string | undefined>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: 'test' };
+  for (const key of Object.keys(env)) if (key.startsWith('GANTRY_')) delete env[key];
+  for (const [key, value] of Object.entries(extra)) {
+    if (value === undefined) delete env[key];
+    else env[key] = value;
+  }
+  return env;
+}
+
+export async function startServer(
+  args: string[],
+  env: Record<string, string | undefined> = {},
+): Promise<ServerProcess> {
+  const proc = spawn(process.execPath, [GANTRY_BIN, 'server', '--port', '0', ...args], {
+    env: childEnv(env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  proc.stderr?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start in time:\n${out}`)), 20_000);
+    const check = () => {
+      const match = /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"gantry server listening"/.exec(out);
+      if (match?.[1]) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    };
+    proc.stdout?.on('data', check);
+    proc.stderr?.on('data', check);
+    exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code}:\n${out}`));
+    });
+  });
+  return {
+    url,
+    proc,
+    output: () => out,
+    async stop(signal = 'SIGTERM') {
+      if (proc.exitCode !== null) return proc.exitCode;
+      proc.kill(signal);
+      return exited;
+    },
+  };
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function runGantry(
+  args: string[],
+  options: { env?: Record<string, string | undefined>; stdin?: string } = {},
+): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [GANTRY_BIN, ...args], {
+      env: childEnv(options.env ?? {}),
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    proc.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    proc.on('error', reject);
+    proc.on('exit', (code) => resolve({ code, stdout, stderr }));
+    proc.stdin.end(options.stdin ?? '');
+  });
+}
+
+/** Runs a CLI command that must succeed, and returns its parsed --json output. */
+// biome-ignore lint/suspicious/noExplicitAny: tests read whatever the command printed.
+export async function gantryJson(
+  args: string[],
+  env: Record<string, string | undefined>,
+  stdin?: string,
+): Promise<any> {
+  const result = await runGantry([...args, '--json'], { env, ...(stdin !== undefined ? { stdin } : {}) });
+  if (result.code !== 0)
+    throw new Error(`gantry ${args.join(' ')} exited ${result.code}:\n${result.stdout}\n${result.stderr}`);
+  return JSON.parse(result.stdout);
+}
