@@ -100,11 +100,11 @@ export function runGantry(
 }
 
 /** Runs a CLI command that must succeed, and returns its parsed --json output. */
-// biome-ignore lint/suspicious/noExplicitAny: tests read whatever the command printed.
 export async function gantryJson(
   args: string[],
   env: Record<string, string | undefined>,
   stdin?: string,
+  // biome-ignore lint/suspicious/noExplicitAny: tests read whatever the command printed.
 ): Promise<any> {
   const result = await runGantry([...args, '--json'], { env, ...(stdin !== undefined ? { stdin } : {}) });
   if (result.code !== 0)
