@@ -3,7 +3,7 @@
  * and where it binds (A09), first-start bootstrap happening once, refusal of a newer database,
  * and the same server on the real PostgreSQL.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -38,7 +38,10 @@ describe('gantry server process on SQLite', () => {
   let server: ServerProcess;
   beforeAll(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'gantry-srv-'));
-    server = await startServer(['--data-dir', dir], { GANTRY_BOOTSTRAP_ADMIN_TOKEN: BOOTSTRAP });
+    server = await startServer(['--data-dir', dir], {
+      GANTRY_BOOTSTRAP_ADMIN_TOKEN: BOOTSTRAP,
+      GANTRY_AUDIT_FILE: path.join(dir, 'audit.jsonl'),
+    });
   });
   afterAll(async () => {
     await server?.stop('SIGKILL');
@@ -83,6 +86,20 @@ describe('gantry server process on SQLite', () => {
     expect(me.user.username).toBe('admin');
   });
 
+  it('A10: copies every committed audit entry to the audit file, identical to the chain', async () => {
+    const env = { GANTRY_URL: server.url, GANTRY_TOKEN: BOOTSTRAP };
+    await gantryJson(['users', 'create', 'auditor', '--role', 'viewer'], env);
+    await runGantry(['users', 'create', 'auditor', '--role', 'viewer'], { env }); // refused: no entry
+    const chain = await gantryJson(['audit', 'list', '--limit', '1000'], env);
+    const copied = readFileSync(path.join(dir, 'audit.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
+    expect(copied).toEqual(chain.entries);
+    expect(copied.map((e: { action: string }) => e.action)).toContain('user.created');
+    expect(statSync(path.join(dir, 'audit.jsonl')).mode & 0o777).toBe(0o600);
+  });
+
   it('bootstraps only once: a restart on the same data makes no second admin and says nothing of a password', async () => {
     expect(await server.stop('SIGTERM')).toBe(0);
     server = await startServer(['--data-dir', dir], {
@@ -90,7 +107,7 @@ describe('gantry server process on SQLite', () => {
     });
     expect(server.output()).not.toContain('initial-admin-password');
     const users = await gantryJson(['users', 'list'], { GANTRY_URL: server.url, GANTRY_TOKEN: BOOTSTRAP });
-    expect(users.users).toHaveLength(1);
+    expect(users.users.map((u: { username: string }) => u.username).sort()).toEqual(['admin', 'auditor']);
     const other = await runGantry(['whoami'], {
       env: { GANTRY_URL: server.url, GANTRY_TOKEN: `gnt_other_${'c'.repeat(40)}` },
     });

@@ -34,13 +34,17 @@ export async function ensureFirstAdmin(
   const passwordHash = await hashPassword(password);
   const file = passwordFilePath(options.dataDir);
   return inTransaction(deps, SYSTEM_ACTOR, async (uow) => {
-    // The audit entry first: it takes the chain lock, so two replicas starting together cannot both
+    // The transaction holds the audit-chain lock, so two replicas starting together cannot both
     // see an empty user table.
-    await uow.audit({ action: 'system.bootstrap_checked', subject: 'system', details: {} });
     const users = new UserStore(uow.db);
     if ((await users.count()) > 0) {
       throw new NothingToDo();
     }
+    await uow.audit({
+      action: 'system.initialised',
+      subject: 'system',
+      details: { firstAdmin: BOOTSTRAP_ADMIN },
+    });
     const user = await users.insert({
       id: randomUUID(),
       username: BOOTSTRAP_ADMIN,

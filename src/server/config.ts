@@ -21,6 +21,8 @@ export interface ServerConfig {
   bodyLimit: number;
   /** Trust X-Forwarded-For from a reverse proxy when set to true. */
   trustProxy: boolean;
+  /** A file that receives a copy of every audit entry as a JSON line, or undefined. */
+  auditFile: string | undefined;
 }
 
 export interface ServerFlags {
@@ -100,5 +102,6 @@ export function loadServerConfig(
     bootstrapAdminToken,
     bodyLimit,
     trustProxy: trustProxyText === 'true',
+    auditFile: env.GANTRY_AUDIT_FILE ? path.resolve(cwd, env.GANTRY_AUDIT_FILE) : undefined,
   };
 }

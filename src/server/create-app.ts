@@ -11,6 +11,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyRequest } from 'fastify';
 import { API_VERSION } from '../protocol/meta.ts';
 import { GANTRY_VERSION } from '../version.ts';
 import { registerAuditRoutes } from './audit/audit-routes.ts';
+import type { AuditSink } from './audit/audit-sink.ts';
 import { registerAuthRoutes } from './auth/auth-routes.ts';
 import { AuthService } from './auth/auth-service.ts';
 import { actorOf } from './auth/principal.ts';
@@ -37,6 +38,7 @@ export interface AppDeps {
   trustProxy: boolean;
   /** Where the bootstrap password file lives (removed when admin sets their own password). */
   dataDir: string;
+  auditSink?: AuditSink | undefined;
 }
 
 /**
@@ -162,7 +164,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     },
   });
 
-  const tx = { database: deps.database, clock: deps.clock };
+  const tx = { database: deps.database, clock: deps.clock, auditSink: deps.auditSink };
   const tokens = new TokenService(tx);
   const auth = new AuthService(tx);
   const users = new UserService({

@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
 import { GANTRY_VERSION } from '../version.ts';
+import { FileAuditSink } from './audit/audit-sink.ts';
 import { ensureFirstAdmin } from './bootstrap.ts';
 import { systemClock } from './clock.ts';
 import type { ServerConfig } from './config.ts';
@@ -38,8 +39,16 @@ export async function runServer(config: ServerConfig): Promise<RunningServer> {
     'database ready',
   );
 
+  const auditSink = config.auditFile
+    ? new FileAuditSink(config.auditFile, (error) =>
+        logger.error(
+          { err: error, file: config.auditFile },
+          'could not copy audit entries to the audit file',
+        ),
+      )
+    : undefined;
   const bootstrap = await ensureFirstAdmin(
-    { database, clock: systemClock },
+    { database, clock: systemClock, auditSink },
     { dataDir: config.dataDir, bootstrapToken: config.bootstrapAdminToken },
   );
   const app = await createApp({
@@ -50,6 +59,7 @@ export async function runServer(config: ServerConfig): Promise<RunningServer> {
     publicUrl: config.publicUrl,
     trustProxy: config.trustProxy,
     dataDir: config.dataDir,
+    auditSink,
   });
   try {
     await app.listen({ host: config.host, port: config.port });

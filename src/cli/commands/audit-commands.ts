@@ -41,7 +41,14 @@ export function addAuditCommands(program: Command, ctx: CliContext): void {
       ctx.out(command, page, () => {
         const table = renderTable(
           ['SEQ', 'TIME (UTC)', 'ACTOR', 'ACTION', 'SUBJECT', 'DETAILS'],
-          page.entries.map((e) => [e.seq, e.at, e.actor, e.action, e.subject, JSON.stringify(e.details)]),
+          page.entries.map((e) => [
+            e.seq,
+            e.at,
+            e.actor,
+            e.action,
+            e.subject,
+            shorten(JSON.stringify(e.details), 80),
+          ]),
         );
         return page.nextAfter !== null ? `${table}More: --after ${page.nextAfter}\n` : table;
       });
@@ -85,6 +92,11 @@ export function addAuditCommands(program: Command, ctx: CliContext): void {
       );
       if (broken) throw new CliError(EXIT.failed, 'the audit chain is broken', result, true);
     });
+}
+
+/** Human tables keep one line per entry; --json has everything. */
+function shorten(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }
 
 function normaliseTime(value: string | undefined, flag: string): string | undefined {
