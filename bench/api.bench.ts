@@ -10,6 +10,7 @@ import { ensureFirstAdmin } from '../src/server/bootstrap.ts';
 import { systemClock } from '../src/server/clock.ts';
 import { createApp } from '../src/server/create-app.ts';
 import { type DatabaseTarget, openAndMigrate } from '../src/server/db/database.ts';
+import { FsBlobStore } from '../src/server/dml/fs-blob-store.ts';
 import { createPostgresSchema } from '../test/helpers/test-databases.ts';
 
 const TOKEN = `gnt_bench_${'z'.repeat(40)}`;
@@ -56,6 +57,8 @@ async function measure(
 async function benchOn(label: string, target: DatabaseTarget, dataDir: string): Promise<void> {
   const { database } = await openAndMigrate(target);
   await ensureFirstAdmin({ database, clock: systemClock }, { dataDir, bootstrapToken: TOKEN });
+  const blobs = new FsBlobStore(path.join(dataDir, 'blobs'));
+  await blobs.init();
   const app = await createApp({
     database,
     clock: systemClock,
@@ -64,6 +67,8 @@ async function benchOn(label: string, target: DatabaseTarget, dataDir: string): 
     publicUrl: undefined,
     trustProxy: false,
     dataDir,
+    blobs,
+    dmlMaxBytes: 1024 ** 3,
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();

@@ -3,11 +3,7 @@
  * canonical (RFC 8785) encoding of its fields, so editing, removing or reordering any entry breaks
  * every link after it. Pure: the hash function is passed in, so this file needs no `node:` import.
  */
-import canonicalizeModule from 'canonicalize';
-
-// The package is CommonJS whose declaration file says `export default`; at run time the default
-// import is the function itself.
-const canonicalize = canonicalizeModule as unknown as (input: unknown) => string | undefined;
+import { canonicalJson } from './canonical-json.ts';
 
 import { assertNever } from './errors.ts';
 
@@ -35,7 +31,7 @@ export interface AuditEntry extends AuditFields {
 export type HashHex = (text: string) => string;
 
 export function canonicalAuditPayload(fields: AuditFields, prevHash: string): string {
-  const encoded = canonicalize({
+  return canonicalJson({
     seq: fields.seq,
     at: fields.at,
     actor: fields.actor,
@@ -45,8 +41,6 @@ export function canonicalAuditPayload(fields: AuditFields, prevHash: string): st
     details: fields.details,
     prevHash,
   });
-  if (encoded === undefined) throw new Error('audit entry cannot be encoded');
-  return encoded;
 }
 
 export function chainEntry(fields: AuditFields, prevHash: string, hash: HashHex): AuditEntry {

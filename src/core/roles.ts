@@ -21,17 +21,36 @@ export const PERMISSIONS = [
   'tokens:own',
   'tokens:admin',
   'audit:read',
+  'artifacts:read',
+  'artifacts:write',
+  'artifacts:admin',
+  'keys:read',
+  'keys:write',
+  'events:read',
+  'hardware:read',
+  'hardware:write',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
+const READ: readonly Permission[] = [
+  'public',
+  'authenticated',
+  'tokens:own',
+  'audit:read',
+  'artifacts:read',
+  'keys:read',
+  'events:read',
+  'hardware:read',
+];
+
 const GRANTS: Record<Role, readonly Permission[]> = {
   admin: PERMISSIONS,
-  'change-authority': ['public', 'authenticated', 'tokens:own', 'audit:read'],
-  'release-manager': ['public', 'authenticated', 'tokens:own', 'audit:read'],
-  deployer: ['public', 'authenticated', 'tokens:own', 'audit:read'],
-  // Suppliers act only inside their scope; the audit log is not scoped yet, so they cannot read it.
+  'change-authority': READ,
+  'release-manager': [...READ, 'artifacts:write'],
+  deployer: [...READ, 'hardware:write'],
+  // Suppliers act only inside their scope; nothing is scoped yet, so they see only themselves.
   supplier: ['public', 'authenticated', 'tokens:own'],
-  viewer: ['public', 'authenticated', 'tokens:own', 'audit:read'],
+  viewer: READ,
 };
 
 export function isRole(value: string): value is Role {

@@ -6,6 +6,7 @@
  */
 import path from 'node:path';
 import { GantryError } from '../core/errors.ts';
+import { parseFailpoints } from './failpoints.ts';
 
 export interface ServerConfig {
   host: string;
@@ -23,6 +24,12 @@ export interface ServerConfig {
   trustProxy: boolean;
   /** A file that receives a copy of every audit entry as a JSON line, or undefined. */
   auditFile: string | undefined;
+  /** Largest artifact accepted by the media library, in bytes. */
+  dmlMaxBytes: number;
+  /** Seconds between two background re-verifications of one stored artifact; 0 turns it off. */
+  dmlScrubIntervalSeconds: number;
+  /** Test harness failpoints (see failpoints.ts); unset in production. */
+  failpoints: string | undefined;
 }
 
 export interface ServerFlags {
@@ -92,6 +99,21 @@ export function loadServerConfig(
   if (trustProxyText !== 'true' && trustProxyText !== 'false')
     invalid('GANTRY_TRUST_PROXY', 'must be true or false.');
 
+  const dmlMaxText = env.GANTRY_DML_MAX_BYTES ?? String(4 * 1024 ** 3);
+  const dmlMaxBytes = Number(dmlMaxText);
+  if (!Number.isSafeInteger(dmlMaxBytes) || dmlMaxBytes < 1)
+    invalid('GANTRY_DML_MAX_BYTES', 'must be a whole number of bytes.');
+
+  const scrubText = env.GANTRY_DML_SCRUB_INTERVAL_SECONDS ?? '300';
+  const dmlScrubIntervalSeconds = Number(scrubText);
+  if (!Number.isInteger(dmlScrubIntervalSeconds) || dmlScrubIntervalSeconds < 0) {
+    invalid(
+      'GANTRY_DML_SCRUB_INTERVAL_SECONDS',
+      'must be a whole number of seconds (0 turns the background check off).',
+    );
+  }
+  parseFailpoints(env.FAILPOINTS);
+
   return {
     host: flags.host ?? env.GANTRY_HOST ?? '127.0.0.1',
     port,
@@ -103,5 +125,8 @@ export function loadServerConfig(
     bodyLimit,
     trustProxy: trustProxyText === 'true',
     auditFile: env.GANTRY_AUDIT_FILE ? path.resolve(cwd, env.GANTRY_AUDIT_FILE) : undefined,
+    dmlMaxBytes,
+    dmlScrubIntervalSeconds,
+    failpoints: env.FAILPOINTS || undefined,
   };
 }

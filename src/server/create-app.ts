@@ -18,10 +18,19 @@ import { actorOf } from './auth/principal.ts';
 import { forgetBootstrapPassword } from './bootstrap.ts';
 import type { Clock } from './clock.ts';
 import type { Database } from './db/database.ts';
+import { registerArtifactRoutes } from './dml/artifact-routes.ts';
+import { ArtifactService } from './dml/artifact-service.ts';
+import type { FsBlobStore } from './dml/fs-blob-store.ts';
+import { registerEventRoutes } from './events/event-routes.ts';
+import type { Failpoints } from './failpoints.ts';
+import { registerHardwareRoutes } from './hardware/hardware-routes.ts';
+import { HardwareService } from './hardware/hardware-service.ts';
 import { createAuthenticateHook } from './http/authenticate.ts';
 import { type MappedError, mapError } from './http/error-mapping.ts';
 import type { App, RouteInfo } from './http/route-kit.ts';
 import { parseStrictJson } from './http/strict-json.ts';
+import { registerKeyRoutes } from './keys/key-routes.ts';
+import { PublisherKeyService } from './keys/publisher-keys.ts';
 import { registerMetaRoutes } from './meta-routes.ts';
 import { registerTokenRoutes } from './tokens/token-routes.ts';
 import { TokenService } from './tokens/token-service.ts';
@@ -39,6 +48,10 @@ export interface AppDeps {
   /** Where the bootstrap password file lives (removed when admin sets their own password). */
   dataDir: string;
   auditSink?: AuditSink | undefined;
+  /** Where artifact bytes live. */
+  blobs: FsBlobStore;
+  dmlMaxBytes: number;
+  failpoints?: Failpoints | undefined;
 }
 
 /**
@@ -78,8 +91,10 @@ export async function createApp(deps: AppDeps): Promise<App> {
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     return503OnClosing: true,
+    // Idle sockets and slow headers are cut off quickly; a whole request (a large artifact upload)
+    // may take up to an hour.
     connectionTimeout: 60_000,
-    requestTimeout: 60_000,
+    requestTimeout: 3_600_000,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Bodies are checked exactly (no coercion, unknown fields refused, every problem listed);
@@ -166,6 +181,12 @@ export async function createApp(deps: AppDeps): Promise<App> {
 
   const tx = { database: deps.database, clock: deps.clock, auditSink: deps.auditSink };
   const tokens = new TokenService(tx);
+  const artifacts = new ArtifactService({
+    ...tx,
+    blobs: deps.blobs,
+    maxBytes: deps.dmlMaxBytes,
+    failpoints: deps.failpoints,
+  });
   const auth = new AuthService(tx);
   const users = new UserService({
     ...tx,
@@ -188,6 +209,10 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerUserRoutes(app, users);
   registerTokenRoutes(app, tokens);
   registerAuditRoutes(app, tx);
+  registerEventRoutes(app, { database: deps.database });
+  registerKeyRoutes(app, new PublisherKeyService(tx));
+  registerArtifactRoutes(app, artifacts, deps.blobs);
+  registerHardwareRoutes(app, new HardwareService(tx), { csvLimit: 8 * 1024 * 1024 });
 
   await app.ready();
   return app;

@@ -10,7 +10,9 @@ import { ROLES, type Role } from '../core/roles.ts';
 
 const EVERYONE: readonly Role[] = ROLES;
 const ADMIN: readonly Role[] = ['admin'];
-const AUDIT_READERS: readonly Role[] = ['admin', 'change-authority', 'release-manager', 'deployer', 'viewer'];
+const READERS: readonly Role[] = ['admin', 'change-authority', 'release-manager', 'deployer', 'viewer'];
+const PUBLISHERS: readonly Role[] = ['admin', 'release-manager'];
+const HARDWARE_KEEPERS: readonly Role[] = ['admin', 'deployer'];
 
 const EXPECTED: Record<string, 'public' | readonly Role[]> = {
   'GET /healthz': 'public',
@@ -29,12 +31,34 @@ const EXPECTED: Record<string, 'public' | readonly Role[]> = {
   'GET /api/v1/tokens': EVERYONE,
   'POST /api/v1/tokens': EVERYONE,
   'DELETE /api/v1/tokens/:id': EVERYONE,
-  'GET /api/v1/audit': AUDIT_READERS,
-  'GET /api/v1/audit/verify': AUDIT_READERS,
+  'GET /api/v1/audit': READERS,
+  'GET /api/v1/audit/verify': READERS,
+  'GET /api/v1/events': READERS,
+  'GET /api/v1/keys': READERS,
+  'POST /api/v1/keys': ADMIN,
+  'DELETE /api/v1/keys/:id': ADMIN,
+  'POST /api/v1/artifacts': PUBLISHERS,
+  'GET /api/v1/artifacts': READERS,
+  'GET /api/v1/artifacts/:id': READERS,
+  'GET /api/v1/artifacts/:id/content': READERS,
+  'GET /api/v1/blobs/:digest': READERS,
+  'POST /api/v1/artifacts/:id/verify': PUBLISHERS,
+  'POST /api/v1/artifacts/:id/signatures': PUBLISHERS,
+  'GET /api/v1/artifacts/:id/usage': READERS,
+  'DELETE /api/v1/artifacts/:id': ADMIN,
+  'POST /api/v1/dml/retention': ADMIN,
+  'GET /api/v1/hardware': READERS,
+  'GET /api/v1/hardware/:ref': READERS,
+  'POST /api/v1/hardware': HARDWARE_KEEPERS,
+  'POST /api/v1/hardware/import': HARDWARE_KEEPERS,
+  'POST /api/v1/hardware/:ref/moves': HARDWARE_KEEPERS,
 };
 
 function concreteUrl(url: string): string {
-  return url.replace(/:id/g, '00000000-0000-4000-8000-000000000000');
+  return url
+    .replace(/:id/g, '00000000-0000-4000-8000-000000000000')
+    .replace(/:digest/g, `sha256:${'0'.repeat(64)}`)
+    .replace(/:ref/g, 'NO-SUCH-TAG');
 }
 
 for (const kind of testDatabases()) {

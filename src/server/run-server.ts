@@ -13,6 +13,9 @@ import { systemClock } from './clock.ts';
 import type { ServerConfig } from './config.ts';
 import { createApp } from './create-app.ts';
 import { type DatabaseTarget, openAndMigrate } from './db/database.ts';
+import { ArtifactService } from './dml/artifact-service.ts';
+import { FsBlobStore } from './dml/fs-blob-store.ts';
+import { Failpoints } from './failpoints.ts';
 
 export interface RunningServer {
   url: string;
@@ -51,6 +54,9 @@ export async function runServer(config: ServerConfig): Promise<RunningServer> {
     { database, clock: systemClock, auditSink },
     { dataDir: config.dataDir, bootstrapToken: config.bootstrapAdminToken },
   );
+  const failpoints = new Failpoints(config.failpoints);
+  const blobs = new FsBlobStore(path.join(config.dataDir, 'blobs'), failpoints);
+  await blobs.init();
   const app = await createApp({
     database,
     clock: systemClock,
@@ -60,6 +66,9 @@ export async function runServer(config: ServerConfig): Promise<RunningServer> {
     trustProxy: config.trustProxy,
     dataDir: config.dataDir,
     auditSink,
+    blobs,
+    dmlMaxBytes: config.dmlMaxBytes,
+    failpoints,
   });
   try {
     await app.listen({ host: config.host, port: config.port });
@@ -82,12 +91,43 @@ export async function runServer(config: ServerConfig): Promise<RunningServer> {
     );
   }
 
+  const artifacts = new ArtifactService({
+    database,
+    clock: systemClock,
+    auditSink,
+    blobs,
+    maxBytes: config.dmlMaxBytes,
+  });
+  // Blobs that no artifact names (a crash between rename and commit) are removed once they are old
+  // enough not to belong to an upload still in progress.
+  artifacts.collectOrphanBlobs(3_600_000).then(
+    (removed) => removed > 0 && logger.info({ removed }, 'removed blobs no artifact refers to'),
+    (error: unknown) => logger.error({ err: error }, 'could not collect orphan blobs'),
+  );
+  const scrub =
+    config.dmlScrubIntervalSeconds > 0
+      ? setInterval(() => {
+          artifacts.scrubOne().then(
+            (outcome) => {
+              if (outcome && !outcome.ok)
+                logger.error(
+                  { artifact: outcome.id, reason: outcome.message },
+                  'artifact failed its background integrity check and is quarantined',
+                );
+            },
+            (error: unknown) => logger.error({ err: error }, 'background integrity check failed to run'),
+          );
+        }, config.dmlScrubIntervalSeconds * 1000)
+      : undefined;
+  scrub?.unref();
+
   let closing: Promise<void> | undefined;
   return {
     url,
     close: () => {
       closing ??= (async () => {
         logger.info('shutting down: finishing requests in flight');
+        if (scrub) clearInterval(scrub);
         await app.close();
         await database.destroy();
         logger.info('stopped');

@@ -10,6 +10,7 @@ import type { Role } from '../../src/core/roles.ts';
 import { ensureFirstAdmin } from '../../src/server/bootstrap.ts';
 import type { Clock } from '../../src/server/clock.ts';
 import { createApp } from '../../src/server/create-app.ts';
+import { FsBlobStore } from '../../src/server/dml/fs-blob-store.ts';
 import type { App } from '../../src/server/http/route-kit.ts';
 import type { TestDatabase, TestDatabaseKind } from './test-databases.ts';
 
@@ -57,12 +58,14 @@ let counter = 0;
 
 export async function startTestApp(
   kind: TestDatabaseKind,
-  options: { db?: TestDatabase } = {},
+  options: { db?: TestDatabase; dmlMaxBytes?: number } = {},
 ): Promise<TestApp> {
   const db = options.db ?? (await kind.open());
   const clock = new TestClock();
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'gantry-test-'));
   await ensureFirstAdmin({ database: db.database, clock }, { dataDir, bootstrapToken: ADMIN_TOKEN });
+  const blobs = new FsBlobStore(path.join(dataDir, 'blobs'));
+  await blobs.init();
   const build = () =>
     createApp({
       database: db.database,
@@ -72,6 +75,8 @@ export async function startTestApp(
       publicUrl: undefined,
       trustProxy: false,
       dataDir,
+      blobs,
+      dmlMaxBytes: options.dmlMaxBytes ?? 64 * 1024 * 1024,
     });
   let app = await build();
 

@@ -70,6 +70,95 @@ export const MIGRATIONS: Record<string, Migration> = {
       await db.schema.createIndex('audit_log_at').on('audit_log').column('at').execute();
     },
   },
+  '0002-media-library-hardware-store': {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('artifacts')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('component', 'text', (c) => c.notNull())
+        .addColumn('version', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('digest', 'text', (c) => c.notNull())
+        .addColumn('size', 'bigint', (c) => c.notNull())
+        .addColumn('filename', 'text')
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('quarantine_reason', 'text')
+        .addColumn('provenance', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('verified_at', 'text')
+        .addUniqueConstraint('artifacts_component_version', ['component', 'version'])
+        .execute();
+      await db.schema.createIndex('artifacts_digest').on('artifacts').column('digest').execute();
+
+      await db.schema
+        .createTable('publisher_keys')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('public_key', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('revoked_at', 'text')
+        .execute();
+
+      await db.schema
+        .createTable('artifact_signatures')
+        .addColumn('artifact_id', 'text', (c) => c.notNull().references('artifacts.id').onDelete('cascade'))
+        .addColumn('key_id', 'text', (c) => c.notNull().references('publisher_keys.id'))
+        .addColumn('signature', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('artifact_signatures_pk', ['artifact_id', 'key_id'])
+        .execute();
+
+      await db.schema
+        .createTable('events')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('at', 'text', (c) => c.notNull())
+        .addColumn('severity', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('subject', 'text', (c) => c.notNull())
+        .addColumn('message', 'text', (c) => c.notNull())
+        .addColumn('details', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('events_at').on('events').column('at').execute();
+
+      await db.schema
+        .createTable('hardware_items')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('asset_tag', 'text', (c) => c.notNull().unique())
+        .addColumn('model', 'text', (c) => c.notNull())
+        .addColumn('vendor', 'text', (c) => c.notNull())
+        .addColumn('serial', 'text', (c) => c.notNull())
+        .addColumn('firmware_version', 'text')
+        .addColumn('location', 'text', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('target', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('hardware_moves')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('item_id', 'text', (c) => c.notNull().references('hardware_items.id'))
+        .addColumn('at', 'text', (c) => c.notNull())
+        .addColumn('actor', 'text', (c) => c.notNull())
+        .addColumn('from_state', 'text', (c) => c.notNull())
+        .addColumn('to_state', 'text', (c) => c.notNull())
+        .addColumn('from_location', 'text', (c) => c.notNull())
+        .addColumn('to_location', 'text', (c) => c.notNull())
+        .addColumn('target', 'text')
+        .addColumn('change_id', 'text')
+        .addColumn('note', 'text')
+        .execute();
+      await db.schema
+        .createIndex('hardware_moves_item')
+        .on('hardware_moves')
+        .columns(['item_id', 'at'])
+        .execute();
+    },
+  },
 };
 
 class InCodeMigrationProvider implements MigrationProvider {

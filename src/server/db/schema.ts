@@ -53,10 +53,89 @@ export interface AuditLogTable {
   hash: string;
 }
 
+export interface ArtifactsTable {
+  id: string;
+  component: string;
+  version: string;
+  kind: string;
+  /** Hex SHA-256 of the bytes. */
+  digest: string;
+  /** bigint: PostgreSQL returns it as a string. */
+  size: number | string;
+  filename: string | null;
+  state: string;
+  quarantine_reason: string | null;
+  provenance: string;
+  created_at: string;
+  created_by: string;
+  verified_at: string | null;
+}
+
+export interface PublisherKeysTable {
+  id: string;
+  name: string;
+  public_key: string;
+  created_at: string;
+  created_by: string;
+  revoked_at: string | null;
+}
+
+export interface ArtifactSignaturesTable {
+  artifact_id: string;
+  key_id: string;
+  signature: string;
+  created_at: string;
+  created_by: string;
+}
+
+export interface EventsTable {
+  id: string;
+  at: string;
+  severity: string;
+  kind: string;
+  subject: string;
+  message: string;
+  details: string;
+}
+
+export interface HardwareItemsTable {
+  id: string;
+  asset_tag: string;
+  model: string;
+  vendor: string;
+  serial: string;
+  firmware_version: string | null;
+  location: string;
+  state: string;
+  target: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface HardwareMovesTable {
+  id: string;
+  item_id: string;
+  at: string;
+  actor: string;
+  from_state: string;
+  to_state: string;
+  from_location: string;
+  to_location: string;
+  target: string | null;
+  change_id: string | null;
+  note: string | null;
+}
+
 export interface Tables {
   users: UsersTable;
   api_tokens: ApiTokensTable;
   sessions: SessionsTable;
   login_throttle: LoginThrottleTable;
   audit_log: AuditLogTable;
+  artifacts: ArtifactsTable;
+  publisher_keys: PublisherKeysTable;
+  artifact_signatures: ArtifactSignaturesTable;
+  events: EventsTable;
+  hardware_items: HardwareItemsTable;
+  hardware_moves: HardwareMovesTable;
 }

@@ -1,0 +1,578 @@
+/**
+ * The definitive media library: artifacts go in once, byte for byte, and come out only while
+ * their bytes still match their digest. Uploads stream to disk (never whole in memory); the row
+ * and its audit entry are written only after the bytes are durable under their content address.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { type Readable, Transform, type TransformCallback } from 'node:stream';
+import {
+  type ArtifactKind,
+  contentProblem,
+  selectForRetention,
+  signedStatement,
+  sniffContent,
+} from '../../core/artifacts.ts';
+import { GantryError, isGantryError } from '../../core/errors.ts';
+import { type AuditActor, SYSTEM_ACTOR } from '../audit/audit-log.ts';
+import { actorOf, type Principal } from '../auth/principal.ts';
+import { isUniqueViolation } from '../db/db-errors.ts';
+import { EventLog } from '../events/event-log.ts';
+import { type Failpoints, NO_FAILPOINTS } from '../failpoints.ts';
+import { PublisherKeyStore, verifyEd25519 } from '../keys/publisher-keys.ts';
+import { inTransaction, type TransactionDeps } from '../unit-of-work.ts';
+import { type Artifact, type ArtifactFilter, ArtifactStore } from './artifact-store.ts';
+import type { FsBlobStore } from './fs-blob-store.ts';
+
+export interface UploadInput {
+  component: string;
+  version: string;
+  kind?: ArtifactKind | undefined;
+  filename?: string | undefined;
+  /** Declared `sha256:<hex>`; the upload is refused when the bytes differ. */
+  digest?: string | undefined;
+  builder?: string | undefined;
+  sourceRepo?: string | undefined;
+  revision?: string | undefined;
+  builtAt?: string | undefined;
+}
+
+export interface SignatureCheck {
+  keyId: string;
+  keyName: string | null;
+  trusted: boolean;
+  problem: string | null;
+  addedAt: string;
+  addedBy: string;
+}
+
+export interface ArtifactWithSignatures extends Artifact {
+  signatures: SignatureCheck[];
+}
+
+export interface VerifyOutcome {
+  id: string;
+  ok: boolean;
+  digest: string;
+  actualDigest: string | null;
+  state: string;
+  message: string;
+}
+
+export interface Usage {
+  releases: string[];
+  changes: string[];
+  deployments: string[];
+  targets: string[];
+}
+
+export interface ArtifactServiceDeps extends TransactionDeps {
+  blobs: FsBlobStore;
+  maxBytes: number;
+  failpoints?: Failpoints | undefined;
+}
+
+export const withDigestPrefix = (hex: string) => `sha256:${hex}`;
+
+export class ArtifactService {
+  private readonly failpoints: Failpoints;
+
+  constructor(private readonly deps: ArtifactServiceDeps) {
+    this.failpoints = deps.failpoints ?? NO_FAILPOINTS;
+  }
+
+  private store() {
+    return new ArtifactStore(this.deps.database.db);
+  }
+
+  async upload(
+    by: Principal,
+    input: UploadInput,
+    body: Readable,
+    declaredLength: number | undefined,
+  ): Promise<{ artifact: ArtifactWithSignatures; created: boolean }> {
+    const actor = actorOf(by);
+    const subject = `artifact:${input.component}@${input.version}`;
+    const fail = async (reason: string, error: GantryError): Promise<never> => {
+      body.resume();
+      await inTransaction(this.deps, actor, (uow) =>
+        uow.audit({
+          action: 'artifact.upload_failed',
+          subject,
+          details: { reason, code: error.code, message: error.message },
+        }),
+      );
+      throw error;
+    };
+
+    if (declaredLength !== undefined && declaredLength > this.deps.maxBytes) {
+      await fail(
+        'too_large',
+        new GantryError(
+          'PAYLOAD_TOO_LARGE',
+          `The artifact is ${declaredLength} bytes; the limit is ${this.deps.maxBytes}.`,
+          { maxBytes: this.deps.maxBytes },
+        ),
+      );
+    }
+    const existing = await this.store().findByNameVersion(input.component, input.version);
+    if (existing && input.digest !== undefined && input.digest !== withDigestPrefix(existing.digest)) {
+      await fail('immutable_version', immutable(existing));
+    }
+
+    let blob: Awaited<ReturnType<FsBlobStore['receive']>>;
+    try {
+      blob = await this.deps.blobs.receive(body, this.deps.maxBytes);
+    } catch (error) {
+      const gantry = isGantryError(error)
+        ? error
+        : new GantryError(
+            'VALIDATION',
+            'The upload was cut off before it was complete; nothing was stored. Send it again.',
+            { cause: (error as { code?: string }).code ?? null },
+          );
+      return fail(gantry.code === 'VALIDATION' ? 'aborted' : gantry.code.toLowerCase(), gantry);
+    }
+
+    const digest = withDigestPrefix(blob.digest);
+    if (declaredLength !== undefined && blob.size !== declaredLength) {
+      await this.deps.blobs.discard(blob);
+      await fail(
+        'length_mismatch',
+        new GantryError(
+          'VALIDATION',
+          `Received ${blob.size} bytes but Content-Length said ${declaredLength}.`,
+        ),
+      );
+    }
+    if (input.digest !== undefined && input.digest !== digest) {
+      await this.deps.blobs.discard(blob);
+      await fail(
+        'digest_mismatch',
+        new GantryError(
+          'DIGEST_MISMATCH',
+          `The bytes received hash to ${digest}, not the declared ${input.digest}; nothing was stored.`,
+          {
+            declared: input.digest,
+            actual: digest,
+          },
+        ),
+      );
+    }
+    const content = sniffContent(blob.head);
+    const kind = input.kind ?? inferKind(input.filename, content);
+    const problem = contentProblem(kind, content, input.filename);
+    if (problem) {
+      await this.deps.blobs.discard(blob);
+      await fail(
+        'unsupported_type',
+        new GantryError('UNSUPPORTED_ARTIFACT_TYPE', `Refused: ${problem}.`, { kind, content }),
+      );
+    }
+    if (existing) {
+      await this.deps.blobs.discard(blob);
+      if (existing.digest === blob.digest)
+        return { artifact: await this.withSignatures(existing), created: false };
+      await fail('immutable_version', immutable(existing));
+    }
+
+    await this.deps.blobs.commit(blob);
+    await this.failpoints.hit('dml.before_db_commit');
+    const artifact: Artifact = {
+      id: randomUUID(),
+      component: input.component,
+      version: input.version,
+      kind,
+      digest: blob.digest,
+      size: blob.size,
+      filename: input.filename ?? null,
+      state: 'available',
+      quarantineReason: null,
+      provenance: {
+        builder: input.builder ?? null,
+        sourceRepo: input.sourceRepo ?? null,
+        revision: input.revision ?? null,
+        builtAt: input.builtAt ?? null,
+      },
+      createdAt: this.deps.clock.now().toISOString(),
+      createdBy: actor.actor,
+      verifiedAt: this.deps.clock.now().toISOString(),
+    };
+    try {
+      await inTransaction(this.deps, actor, async (uow) => {
+        await new ArtifactStore(uow.db).insert({ ...artifact, createdAt: uow.now.toISOString() });
+        await uow.audit({
+          action: 'artifact.uploaded',
+          subject: `artifact:${artifact.id}`,
+          details: {
+            component: artifact.component,
+            version: artifact.version,
+            kind,
+            digest,
+            size: artifact.size,
+            provenance: artifact.provenance,
+          },
+        });
+      });
+    } catch (error) {
+      if (!isUniqueViolation(error)) throw error;
+      // Another upload of the same name and version won the race.
+      const winner = await this.store().findByNameVersion(input.component, input.version);
+      if (winner && winner.digest === blob.digest)
+        return { artifact: await this.withSignatures(winner), created: false };
+      throw winner ? immutable(winner) : error;
+    }
+    return { artifact: await this.withSignatures(artifact), created: true };
+  }
+
+  async get(id: string): Promise<ArtifactWithSignatures> {
+    return this.withSignatures(await this.require(id));
+  }
+
+  async list(filter: ArtifactFilter): Promise<ArtifactWithSignatures[]> {
+    return Promise.all((await this.store().list(filter)).map((a) => this.withSignatures(a)));
+  }
+
+  async findByDigest(hexDigest: string): Promise<Artifact> {
+    const artifact = await this.store().findByDigest(hexDigest);
+    if (!artifact) throw new GantryError('NOT_FOUND', `No artifact with digest sha256:${hexDigest}.`);
+    return artifact;
+  }
+
+  /** Re-hashes the stored bytes; on a mismatch the artifact is quarantined and an exception event recorded. */
+  async verify(by: AuditActor, id: string): Promise<VerifyOutcome> {
+    const artifact = await this.require(id);
+    const actual = await this.deps.blobs.hash(artifact.digest);
+    const base = {
+      id,
+      digest: withDigestPrefix(artifact.digest),
+      actualDigest: actual === null ? null : withDigestPrefix(actual),
+    };
+    if (actual === artifact.digest) {
+      await this.store().markVerified(id, this.deps.clock.now().toISOString());
+      const state = artifact.state;
+      return {
+        ...base,
+        ok: true,
+        state,
+        message:
+          state === 'quarantined'
+            ? 'bytes match, but the artifact stays quarantined'
+            : 'bytes match the digest',
+      };
+    }
+    const reason =
+      actual === null
+        ? 'the stored bytes are missing'
+        : `the stored bytes hash to sha256:${actual}, not ${base.digest}`;
+    await this.quarantine(by, artifact, reason);
+    return { ...base, ok: false, state: 'quarantined', message: reason };
+  }
+
+  /** Marks an artifact as never to be served again and says why, to the audit chain and as an event. */
+  async quarantine(by: AuditActor, artifact: Artifact, reason: string): Promise<void> {
+    await inTransaction(this.deps, by, async (uow) => {
+      const current = await new ArtifactStore(uow.db).findById(artifact.id);
+      if (!current || current.state === 'quarantined') return;
+      await new ArtifactStore(uow.db).quarantine(artifact.id, reason, uow.now.toISOString());
+      await uow.audit({
+        action: 'artifact.quarantined',
+        subject: `artifact:${artifact.id}`,
+        details: { reason, digest: withDigestPrefix(artifact.digest) },
+      });
+      await new EventLog(uow.db).record({
+        at: uow.now.toISOString(),
+        severity: 'exception',
+        kind: 'artifact.integrity',
+        subject: `artifact:${artifact.id}`,
+        message: `${artifact.component} ${artifact.version} quarantined: ${reason}`,
+        details: {
+          component: artifact.component,
+          version: artifact.version,
+          digest: withDigestPrefix(artifact.digest),
+        },
+      });
+    });
+  }
+
+  async addSignature(
+    by: Principal,
+    id: string,
+    input: { keyId: string; signature: string },
+  ): Promise<ArtifactWithSignatures> {
+    const artifact = await this.require(id);
+    return inTransaction(this.deps, actorOf(by), async (uow) => {
+      const key = await new PublisherKeyStore(uow.db).find(input.keyId);
+      if (!key) {
+        throw new GantryError(
+          'SIGNATURE_INVALID',
+          `No publisher key '${input.keyId}' is registered. An admin adds it with \`gantry keys add\`.`,
+          { keyId: input.keyId },
+        );
+      }
+      if (key.revokedAt !== null) {
+        throw new GantryError(
+          'SIGNATURE_INVALID',
+          `The key '${key.name}' (${key.id}) was revoked at ${key.revokedAt}; sign with a current key.`,
+          { keyId: key.id },
+        );
+      }
+      if (!verifyEd25519(key.publicKey, statementOf(artifact), input.signature)) {
+        throw new GantryError(
+          'SIGNATURE_INVALID',
+          `The signature does not verify with key '${key.name}' for ${artifact.component} ${artifact.version} (${withDigestPrefix(artifact.digest)}). Was it made for another artifact?`,
+          { keyId: key.id },
+        );
+      }
+      const store = new ArtifactStore(uow.db);
+      if ((await store.signatures(id)).some((s) => s.keyId === key.id)) {
+        throw new GantryError('CONFLICT', `The artifact is already signed with key '${key.name}'.`, {
+          keyId: key.id,
+        });
+      }
+      await store.addSignature(id, {
+        keyId: key.id,
+        signature: input.signature,
+        createdAt: uow.now.toISOString(),
+        createdBy: actorOf(by).actor,
+      });
+      await uow.audit({
+        action: 'artifact.signed',
+        subject: `artifact:${id}`,
+        details: { keyId: key.id, keyName: key.name },
+      });
+      return this.withSignatures(artifact, uow.db);
+    });
+  }
+
+  /** What refers to an artifact. Releases, changes and deployments add their references as they arrive. */
+  async usage(id: string): Promise<Usage> {
+    await this.require(id);
+    return { releases: [], changes: [], deployments: [], targets: [] };
+  }
+
+  async delete(by: Principal, id: string): Promise<Artifact> {
+    const artifact = await this.require(id);
+    const usage = await this.usage(id);
+    const refs = [...usage.releases, ...usage.changes, ...usage.deployments];
+    if (refs.length > 0) {
+      throw new GantryError(
+        'IN_USE',
+        `${artifact.component} ${artifact.version} is referred to by ${refs.join(', ')}; it cannot be deleted.`,
+        usage,
+      );
+    }
+    const lastCopy = await inTransaction(this.deps, actorOf(by), async (uow) => {
+      const store = new ArtifactStore(uow.db);
+      await store.delete(id);
+      await uow.audit({
+        action: 'artifact.deleted',
+        subject: `artifact:${id}`,
+        details: {
+          component: artifact.component,
+          version: artifact.version,
+          digest: withDigestPrefix(artifact.digest),
+        },
+      });
+      return (await store.countByDigest(artifact.digest)) === 0;
+    });
+    if (lastCopy) await this.deps.blobs.remove(artifact.digest);
+    return artifact;
+  }
+
+  /** Removes all but the newest `keep` versions of each component, never one that is referred to. */
+  async applyRetention(
+    by: Principal,
+    input: { keep: number; component?: string | undefined; dryRun?: boolean | undefined },
+  ) {
+    const all: Artifact[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.store().list({ component: input.component, after, limit: 1000 });
+      all.push(...page);
+      if (page.length < 1000) break;
+      after = page[page.length - 1]?.id;
+    }
+    const candidates = await Promise.all(
+      all.map(async (a) => {
+        const u = await this.usage(a.id);
+        return {
+          id: a.id,
+          component: a.component,
+          version: a.version,
+          createdAt: a.createdAt,
+          referencedBy: [...u.releases, ...u.changes, ...u.deployments],
+        };
+      }),
+    );
+    const doomed = selectForRetention(candidates, input.keep);
+    if (!input.dryRun) for (const a of doomed) await this.delete(by, a.id);
+    return {
+      dryRun: input.dryRun === true,
+      removed: doomed.map((a) => ({ id: a.id, component: a.component, version: a.version })),
+    };
+  }
+
+  /**
+   * A stream of the artifact's bytes that ends cleanly only if they hash to the digest: the last
+   * chunk is held back until the hash is known, so a reader of tampered bytes never gets a
+   * complete response, and the artifact is quarantined.
+   */
+  openVerified(artifact: Artifact): Readable {
+    const source = this.deps.blobs.open(artifact.digest);
+    const verifier = new DigestCheck(artifact.digest, (actual) => {
+      void this.quarantine(
+        SYSTEM_ACTOR,
+        artifact,
+        `the stored bytes hash to sha256:${actual} while being served`,
+      ).catch(() => {});
+    });
+    source.on('error', (error) => verifier.destroy(error));
+    return source.pipe(verifier);
+  }
+
+  /** Checks size, then (for ranges, which cannot be checked on the fly) the whole digest, before serving. */
+  async assertServable(artifact: Artifact, fullCheck: boolean): Promise<void> {
+    if (artifact.state === 'quarantined') {
+      throw new GantryError(
+        'QUARANTINED',
+        `${artifact.component} ${artifact.version} is quarantined and is not served: ${artifact.quarantineReason}.`,
+        {
+          reason: artifact.quarantineReason,
+        },
+      );
+    }
+    const size = await this.deps.blobs.size(artifact.digest);
+    let problem: string | null = null;
+    if (size === null) problem = 'the stored bytes are missing';
+    else if (size !== artifact.size) problem = `the stored bytes are ${size} long, not ${artifact.size}`;
+    else if (fullCheck) {
+      const actual = await this.deps.blobs.hash(artifact.digest);
+      if (actual !== artifact.digest) problem = `the stored bytes hash to sha256:${actual}`;
+    }
+    if (problem) {
+      await this.quarantine(SYSTEM_ACTOR, artifact, problem);
+      throw new GantryError(
+        'QUARANTINED',
+        `${artifact.component} ${artifact.version} failed its integrity check and is now quarantined: ${problem}.`,
+        {
+          reason: problem,
+        },
+      );
+    }
+  }
+
+  /** One step of the background check: re-verify the artifact checked longest ago. */
+  async scrubOne(): Promise<VerifyOutcome | null> {
+    const next = await this.store().leastRecentlyVerified();
+    return next ? this.verify(SYSTEM_ACTOR, next.id) : null;
+  }
+
+  /** Removes blobs no artifact names (left by a crash between rename and commit), older than `minAgeMs`. */
+  async collectOrphanBlobs(minAgeMs: number): Promise<number> {
+    let removed = 0;
+    const cutoff = Date.now() - minAgeMs;
+    for await (const blob of this.deps.blobs.digests()) {
+      if (blob.mtimeMs > cutoff) continue;
+      if ((await this.store().countByDigest(blob.digest)) === 0) {
+        await this.deps.blobs.remove(blob.digest);
+        removed += 1;
+      }
+    }
+    return removed;
+  }
+
+  private async require(id: string): Promise<Artifact> {
+    const artifact = await this.store().findById(id);
+    if (!artifact)
+      throw new GantryError('NOT_FOUND', `No artifact with id '${id}'. See \`gantry artifact list\`.`, {
+        id,
+      });
+    return artifact;
+  }
+
+  private async withSignatures(
+    artifact: Artifact,
+    db = this.deps.database.db,
+  ): Promise<ArtifactWithSignatures> {
+    const store = new ArtifactStore(db);
+    const keys = new PublisherKeyStore(db);
+    const statement = statementOf(artifact);
+    const signatures = await Promise.all(
+      (await store.signatures(artifact.id)).map(async (s): Promise<SignatureCheck> => {
+        const key = await keys.find(s.keyId);
+        let problem: string | null = null;
+        if (!key) problem = 'key not registered';
+        else if (key.revokedAt !== null) problem = `key revoked at ${key.revokedAt}`;
+        else if (!verifyEd25519(key.publicKey, statement, s.signature)) problem = 'signature does not verify';
+        return {
+          keyId: s.keyId,
+          keyName: key?.name ?? null,
+          trusted: problem === null,
+          problem,
+          addedAt: s.createdAt,
+          addedBy: s.createdBy,
+        };
+      }),
+    );
+    return { ...artifact, signatures };
+  }
+}
+
+export function statementOf(artifact: Pick<Artifact, 'component' | 'version' | 'kind' | 'digest'>): string {
+  return signedStatement({
+    component: artifact.component,
+    version: artifact.version,
+    kind: artifact.kind,
+    digest: withDigestPrefix(artifact.digest),
+  });
+}
+
+function immutable(existing: Artifact): GantryError {
+  return new GantryError(
+    'IMMUTABLE_VERSION',
+    `${existing.component} ${existing.version} already exists with different bytes (${withDigestPrefix(existing.digest)}); versions never change. Upload under a new version.`,
+    { id: existing.id, digest: withDigestPrefix(existing.digest) },
+  );
+}
+
+function inferKind(filename: string | undefined, content: ReturnType<typeof sniffContent>): ArtifactKind {
+  const name = (filename ?? '').toLowerCase();
+  if (name.endsWith('.tar.gz') || name.endsWith('.tgz') || name.endsWith('.tar')) return 'package';
+  if (!filename && (content === 'gzip' || content === 'tar')) return 'package';
+  return 'file';
+}
+
+/** Passes bytes through, holding the last chunk back until the whole stream hashes to `digest`. */
+class DigestCheck extends Transform {
+  private readonly hash = createHash('sha256');
+  private held: Buffer | null = null;
+
+  constructor(
+    private readonly digest: string,
+    private readonly onMismatch: (actual: string) => void,
+  ) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.hash.update(chunk);
+    const previous = this.held;
+    this.held = chunk;
+    callback(null, previous ?? undefined);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    const actual = this.hash.digest('hex');
+    if (actual !== this.digest) {
+      this.onMismatch(actual);
+      callback(
+        new GantryError(
+          'QUARANTINED',
+          'The stored bytes no longer match their digest; the transfer was stopped.',
+        ),
+      );
+      return;
+    }
+    callback(null, this.held ?? undefined);
+  }
+}

@@ -1,0 +1,177 @@
+/**
+ * Artifact bytes on disk, addressed by their SHA-256: `<root>/sha256/ab/<digest>`. A blob is
+ * received into `<root>/tmp` while it is hashed and counted, fsynced, and only then renamed into
+ * place (and the directory fsynced), so a path under `sha256/` always holds complete bytes.
+ * Nothing is held whole in memory.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, type ReadStream } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { type Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { GantryError } from '../../core/errors.ts';
+import { type Failpoints, NO_FAILPOINTS } from '../failpoints.ts';
+
+export interface ReceivedBlob {
+  /** Hex SHA-256 of what was received. */
+  digest: string;
+  size: number;
+  /** The first 512 bytes, to tell what the content is. */
+  head: Buffer;
+  tempPath: string;
+}
+
+const HEAD_BYTES = 512;
+
+export class FsBlobStore {
+  private readonly tmpDir: string;
+
+  constructor(
+    readonly root: string,
+    private readonly failpoints: Failpoints = NO_FAILPOINTS,
+  ) {
+    this.tmpDir = path.join(root, 'tmp');
+  }
+
+  /** Creates the folders and removes what an interrupted upload left in `tmp` (row F10). */
+  async init(): Promise<void> {
+    await mkdir(path.join(this.root, 'sha256'), { recursive: true, mode: 0o700 });
+    await rm(this.tmpDir, { recursive: true, force: true });
+    await mkdir(this.tmpDir, { recursive: true, mode: 0o700 });
+  }
+
+  pathOf(digest: string): string {
+    return path.join(this.root, 'sha256', digest.slice(0, 2), digest);
+  }
+
+  /**
+   * Streams `source` into a temporary file, hashing and counting as it goes. More than `maxBytes`
+   * aborts at once with PAYLOAD_TOO_LARGE; a full disk gives DML_NO_SPACE. On any failure the
+   * temporary file is gone.
+   */
+  async receive(source: Readable, maxBytes: number): Promise<ReceivedBlob> {
+    const tempPath = path.join(this.tmpDir, `${randomBytes(12).toString('hex')}.part`);
+    const hash = createHash('sha256');
+    let size = 0;
+    const headChunks: Buffer[] = [];
+    let headLength = 0;
+    const meter = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        size += chunk.length;
+        if (size > maxBytes) {
+          callback(
+            new GantryError(
+              'PAYLOAD_TOO_LARGE',
+              `The artifact is larger than the limit of ${maxBytes} bytes.`,
+              { maxBytes },
+            ),
+          );
+          return;
+        }
+        if (headLength < HEAD_BYTES) {
+          headChunks.push(chunk.subarray(0, HEAD_BYTES - headLength));
+          headLength += Math.min(chunk.length, HEAD_BYTES - headLength);
+        }
+        hash.update(chunk);
+        callback(null, chunk);
+      },
+    });
+    const file = await open(tempPath, 'wx', 0o600);
+    try {
+      await pipeline(source, meter, file.createWriteStream({ autoClose: false }));
+      await this.failpoints.hit('dml.after_blob_write');
+      await file.sync();
+    } catch (error) {
+      await file.close().catch(() => {});
+      await unlink(tempPath).catch(() => {});
+      source.destroy();
+      throw translateFsError(error);
+    }
+    await file.close();
+    return { digest: hash.digest('hex'), size, head: Buffer.concat(headChunks), tempPath };
+  }
+
+  /** Moves a received blob to its content address. Identical bytes already there are kept. */
+  async commit(blob: ReceivedBlob): Promise<void> {
+    const finalPath = this.pathOf(blob.digest);
+    try {
+      await this.failpoints.hit('dml.before_rename');
+      await mkdir(path.dirname(finalPath), { recursive: true, mode: 0o700 });
+      await rename(blob.tempPath, finalPath);
+      const dir = await open(path.dirname(finalPath), 'r');
+      try {
+        await dir.sync();
+      } finally {
+        await dir.close();
+      }
+    } catch (error) {
+      await unlink(blob.tempPath).catch(() => {});
+      throw translateFsError(error);
+    }
+  }
+
+  async discard(blob: ReceivedBlob): Promise<void> {
+    await unlink(blob.tempPath).catch(() => {});
+  }
+
+  /** Size on disk, or null when the blob is missing. */
+  async size(digest: string): Promise<number | null> {
+    try {
+      return (await stat(this.pathOf(digest))).size;
+    } catch {
+      return null;
+    }
+  }
+
+  open(digest: string, range?: { start: number; end: number }): ReadStream {
+    return createReadStream(this.pathOf(digest), range ? { start: range.start, end: range.end } : {});
+  }
+
+  /** Re-reads the whole blob and returns its SHA-256, or null when it is missing. */
+  async hash(digest: string): Promise<string | null> {
+    const hash = createHash('sha256');
+    try {
+      await pipeline(createReadStream(this.pathOf(digest)), async function* (chunks: AsyncIterable<Buffer>) {
+        for await (const chunk of chunks) hash.update(chunk);
+      });
+    } catch (error) {
+      if ((error as { code?: string }).code === 'ENOENT') return null;
+      throw error;
+    }
+    return hash.digest('hex');
+  }
+
+  async remove(digest: string): Promise<void> {
+    await rm(this.pathOf(digest), { force: true });
+  }
+
+  /** Every digest stored, for garbage collection of blobs no artifact names. */
+  async *digests(): AsyncGenerator<{ digest: string; mtimeMs: number }> {
+    const base = path.join(this.root, 'sha256');
+    for (const prefix of await readdir(base).catch(() => [] as string[])) {
+      for (const name of await readdir(path.join(base, prefix)).catch(() => [] as string[])) {
+        const info = await stat(path.join(base, prefix, name)).catch(() => null);
+        if (info?.isFile()) yield { digest: name, mtimeMs: info.mtimeMs };
+      }
+    }
+  }
+}
+
+function translateFsError(error: unknown): unknown {
+  const code = (error as { code?: string }).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new GantryError(
+      'DML_NO_SPACE',
+      'The media library’s disk is full; the upload was discarded. Free space or prune old artifacts (`gantry artifact prune`).',
+    );
+  }
+  if (code === 'EIO')
+    return new GantryError(
+      'UNAVAILABLE',
+      'The media library’s disk reported an I/O error; the upload was discarded.',
+      null,
+      30,
+    );
+  return error;
+}
