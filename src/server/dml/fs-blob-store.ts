@@ -132,9 +132,7 @@ export class FsBlobStore {
   async hash(digest: string): Promise<string | null> {
     const hash = createHash('sha256');
     try {
-      await pipeline(createReadStream(this.pathOf(digest)), async function* (chunks: AsyncIterable<Buffer>) {
-        for await (const chunk of chunks) hash.update(chunk);
-      });
+      for await (const chunk of createReadStream(this.pathOf(digest))) hash.update(chunk as Buffer);
     } catch (error) {
       if ((error as { code?: string }).code === 'ENOENT') return null;
       throw error;
