@@ -2,6 +2,7 @@
  * A small client for the Gantry HTTP API. Turns every failure into a `CliError` with the exit code
  * it deserves and the server's own message, which already says what to do.
  */
+import { Readable } from 'node:stream';
 import { CliError, EXIT } from './exit-codes.ts';
 
 export interface ApiClientOptions {
@@ -10,6 +11,8 @@ export interface ApiClientOptions {
   timeoutMs?: number;
 }
 
+type Query = Record<string, string | number | boolean | undefined>;
+
 export class ApiClient {
   constructor(private readonly options: ApiClientOptions) {}
 
@@ -17,26 +20,75 @@ export class ApiClient {
     return this.options.url.replace(/\/+$/, '');
   }
 
-  async request<T>(
-    method: string,
-    path: string,
-    body?: unknown,
-    query?: Record<string, string | number | boolean | undefined>,
-  ): Promise<T> {
+  async request<T>(method: string, path: string, body?: unknown, query?: Query): Promise<T> {
+    const headers: Record<string, string> = {};
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const response = await this.send(
+      method,
+      this.url(path, query),
+      headers,
+      body === undefined ? null : JSON.stringify(body),
+      this.options.timeoutMs ?? 30_000,
+    );
+    return this.parse<T>(response);
+  }
+
+  /** Sends a text body of the given type (CSV imports). */
+  async requestText<T>(method: string, path: string, text: string, contentType: string): Promise<T> {
+    const response = await this.send(
+      method,
+      this.url(path),
+      { 'content-type': contentType },
+      text,
+      this.options.timeoutMs ?? 30_000,
+    );
+    return this.parse<T>(response);
+  }
+
+  /** Sends bytes as the body, streamed (never read whole); no time limit, as large uploads take long. */
+  async upload<T>(path: string, query: Query, body: Readable, size: number): Promise<T> {
+    const headers = { 'content-type': 'application/octet-stream', 'content-length': String(size) };
+    const response = await this.send(
+      'POST',
+      this.url(path, query),
+      headers,
+      Readable.toWeb(body) as ReadableStream,
+      0,
+    );
+    return this.parse<T>(response);
+  }
+
+  /** Starts a download; the caller reads the body. A refusal becomes a CliError like any request. */
+  async download(path: string, headers: Record<string, string> = {}): Promise<Response> {
+    const response = await this.send('GET', this.url(path), headers, null, 0);
+    if (!response.ok) await this.fail(response);
+    return response;
+  }
+
+  private url(path: string, query?: Query): URL {
     const url = new URL(this.baseUrl + path);
     for (const [key, value] of Object.entries(query ?? {}))
       if (value !== undefined) url.searchParams.set(key, String(value));
-    const headers: Record<string, string> = { accept: 'application/json' };
+    return url;
+  }
+
+  private async send(
+    method: string,
+    url: URL,
+    extra: Record<string, string>,
+    body: string | ReadableStream | null,
+    timeoutMs: number,
+  ): Promise<Response> {
+    const headers: Record<string, string> = { accept: 'application/json', ...extra };
     if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    let response: Response;
     try {
-      response = await fetch(url, {
+      return await fetch(url, {
         method,
         headers,
-        body: body === undefined ? null : JSON.stringify(body),
-        signal: AbortSignal.timeout(this.options.timeoutMs ?? 30_000),
-      });
+        body,
+        ...(body instanceof ReadableStream ? { duplex: 'half' } : {}),
+        ...(timeoutMs > 0 ? { signal: AbortSignal.timeout(timeoutMs) } : {}),
+      } as RequestInit);
     } catch (error) {
       const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
       throw new CliError(
@@ -44,19 +96,27 @@ export class ApiClient {
         `Cannot reach the Gantry server at ${this.baseUrl} (${cause}). Is it running? Check --url / GANTRY_URL.`,
       );
     }
+  }
+
+  private async parse<T>(response: Response): Promise<T> {
+    if (!response.ok) await this.fail(response);
+    const text = await response.text();
+    if (text === '') return null as T;
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw this.notJson(response.status);
+    }
+  }
+
+  private async fail(response: Response): Promise<never> {
     const text = await response.text();
     let parsed: unknown = null;
-    if (text !== '') {
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        throw new CliError(
-          EXIT.failed,
-          `The server at ${this.baseUrl} answered ${response.status} with something that is not JSON. Is this a Gantry server?`,
-        );
-      }
+    try {
+      parsed = text === '' ? null : JSON.parse(text);
+    } catch {
+      throw this.notJson(response.status);
     }
-    if (response.ok) return parsed as T;
     const error = (parsed as { error?: { code?: string; message?: string } } | null)?.error;
     const message = error?.message
       ? `${error.message} [${error.code}]`
@@ -64,5 +124,12 @@ export class ApiClient {
     const exitCode =
       response.status === 503 ? EXIT.unreachable : response.status >= 500 ? EXIT.failed : EXIT.refused;
     throw new CliError(exitCode, message, parsed);
+  }
+
+  private notJson(status: number): CliError {
+    return new CliError(
+      EXIT.failed,
+      `The server at ${this.baseUrl} answered ${status} with something that is not JSON. Is this a Gantry server?`,
+    );
   }
 }

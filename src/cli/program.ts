@@ -5,7 +5,10 @@
 import { Command, CommanderError } from 'commander';
 import { GantryError } from '../core/errors.ts';
 import { GANTRY_VERSION } from '../version.ts';
+import { addArtifactCommands } from './commands/artifact-commands.ts';
 import { addAuditCommands } from './commands/audit-commands.ts';
+import { addHardwareCommands } from './commands/hardware-commands.ts';
+import { addKeyCommands } from './commands/key-commands.ts';
 import { addServerCommand } from './commands/server-command.ts';
 import { addSessionCommands } from './commands/session-commands.ts';
 import { addTokenCommands } from './commands/token-commands.ts';
@@ -30,6 +33,9 @@ export function buildProgram(ctx: CliContext): Command {
   addUserCommands(program, ctx);
   addTokenCommands(program, ctx);
   addAuditCommands(program, ctx);
+  addArtifactCommands(program, ctx);
+  addKeyCommands(program, ctx);
+  addHardwareCommands(program, ctx);
   for (const command of program.commands) {
     command.exitOverride();
     command.configureOutput({ writeOut: (s) => ctx.io.stdout(s), writeErr: (s) => ctx.io.stderr(s) });

@@ -3,9 +3,10 @@
  * the key itself, so the same key always has the same id. Revoked keys stay (old signatures name
  * them) but no longer make anything trusted.
  */
-import { createHash, createPublicKey, type KeyObject, verify } from 'node:crypto';
+import { createPublicKey, type KeyObject, verify } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { GantryError } from '../../core/errors.ts';
+import { keyIdOf } from '../../protocol/key-id.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import type { PublisherKeysTable, Tables } from '../db/schema.ts';
 import { inTransaction, type TransactionDeps } from '../unit-of-work.ts';
@@ -40,13 +41,6 @@ export function parseEd25519PublicKey(pem: string): KeyObject {
     );
   }
   return key;
-}
-
-export function keyIdOf(key: KeyObject): string {
-  return `ed25519:${createHash('sha256')
-    .update(key.export({ type: 'spki', format: 'der' }))
-    .digest('hex')
-    .slice(0, 32)}`;
 }
 
 export function verifyEd25519(publicKeyPem: string, message: string, signatureBase64: string): boolean {
