@@ -145,6 +145,11 @@ export async function createApp(deps: AppDeps): Promise<App> {
     else request.log.info({ code: mapped.code, status: mapped.status }, 'request refused');
     await auditRejectedFields(deps, request, mapped);
     if (mapped.retryAfterSeconds !== undefined) reply.header('retry-after', String(mapped.retryAfterSeconds));
+    // A download that fails before its first byte already set headers for the bytes.
+    reply.removeHeader('content-length');
+    reply.removeHeader('content-disposition');
+    if (mapped.code !== 'RANGE_NOT_SATISFIABLE') reply.removeHeader('content-range');
+    reply.type('application/json; charset=utf-8');
     return reply.status(mapped.status).send({
       error: { code: mapped.code, message: mapped.message, details: mapped.details, requestId: request.id },
     });

@@ -5,7 +5,7 @@
  * Nothing is held whole in memory.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, type ReadStream } from 'node:fs';
+import { createReadStream, createWriteStream, type ReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { type Readable, Transform } from 'node:stream';
@@ -77,18 +77,21 @@ export class FsBlobStore {
         callback(null, chunk);
       },
     });
-    const file = await open(tempPath, 'wx', 0o600);
     try {
-      await pipeline(source, meter, file.createWriteStream({ autoClose: false }));
+      await pipeline(source, meter, createWriteStream(tempPath, { flags: 'wx', mode: 0o600 }));
       await this.failpoints.hit('dml.after_blob_write');
-      await file.sync();
+      // fsync applies to the file, whichever descriptor asks for it.
+      const file = await open(tempPath, 'r');
+      try {
+        await file.sync();
+      } finally {
+        await file.close();
+      }
     } catch (error) {
-      await file.close().catch(() => {});
       await unlink(tempPath).catch(() => {});
       source.destroy();
       throw translateFsError(error);
     }
-    await file.close();
     return { digest: hash.digest('hex'), size, head: Buffer.concat(headChunks), tempPath };
   }
 
