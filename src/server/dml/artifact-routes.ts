@@ -71,8 +71,19 @@ export function registerArtifactRoutes(app: App, artifacts: ArtifactService, blo
       }
       const lengthHeader = request.headers['content-length'];
       const length = lengthHeader !== undefined ? Number(lengthHeader) : undefined;
-      const { artifact, created } = await artifacts.upload(principalOf(request), request.query, body, length);
-      return reply.status(created ? 201 : 200).send(toArtifactView(artifact));
+      try {
+        const { artifact, created } = await artifacts.upload(
+          principalOf(request),
+          request.query,
+          body,
+          length,
+        );
+        return reply.status(created ? 201 : 200).send(toArtifactView(artifact));
+      } catch (error) {
+        // The rest of a refused body is not read: closing the connection stops the sender.
+        if (!body.readableEnded) reply.header('connection', 'close');
+        throw error;
+      }
     },
   );
 

@@ -93,7 +93,6 @@ export class ArtifactService {
     const actor = actorOf(by);
     const subject = `artifact:${input.component}@${input.version}`;
     const fail = async (reason: string, error: GantryError): Promise<never> => {
-      body.resume();
       await inTransaction(this.deps, actor, (uow) =>
         uow.audit({
           action: 'artifact.upload_failed',

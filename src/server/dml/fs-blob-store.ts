@@ -56,29 +56,28 @@ export class FsBlobStore {
     let size = 0;
     const headChunks: Buffer[] = [];
     let headLength = 0;
-    const meter = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
+    // Read without letting an early stop destroy the request: an oversized upload is answered
+    // with 413 (and the connection closed) instead of a reset the client cannot read.
+    async function* metered(): AsyncGenerator<Buffer> {
+      for await (const chunk of source.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
         size += chunk.length;
         if (size > maxBytes) {
-          callback(
-            new GantryError(
-              'PAYLOAD_TOO_LARGE',
-              `The artifact is larger than the limit of ${maxBytes} bytes.`,
-              { maxBytes },
-            ),
+          throw new GantryError(
+            'PAYLOAD_TOO_LARGE',
+            `The artifact is larger than the limit of ${maxBytes} bytes.`,
+            { maxBytes },
           );
-          return;
         }
         if (headLength < HEAD_BYTES) {
           headChunks.push(chunk.subarray(0, HEAD_BYTES - headLength));
           headLength += Math.min(chunk.length, HEAD_BYTES - headLength);
         }
         hash.update(chunk);
-        callback(null, chunk);
-      },
-    });
+        yield chunk;
+      }
+    }
     try {
-      await pipeline(source, meter, createWriteStream(tempPath, { flags: 'wx', mode: 0o600 }));
+      await pipeline(metered(), createWriteStream(tempPath, { flags: 'wx', mode: 0o600 }));
       await this.failpoints.hit('dml.after_blob_write');
       // fsync applies to the file, whichever descriptor asks for it.
       const file = await open(tempPath, 'r');
@@ -89,7 +88,6 @@ export class FsBlobStore {
       }
     } catch (error) {
       await unlink(tempPath).catch(() => {});
-      source.destroy();
       throw translateFsError(error);
     }
     return { digest: hash.digest('hex'), size, head: Buffer.concat(headChunks), tempPath };
