@@ -2,9 +2,9 @@
  * Events: what Gantry observed (informational, warning, exception), tied to the subject they are
  * about. The monitoring work adds rules, alerts and incidents on top of this table.
  */
-import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Tables } from '../db/schema.ts';
+import { newSortableId } from '../ids.ts';
 
 export type Severity = 'informational' | 'warning' | 'exception';
 
@@ -22,7 +22,7 @@ export class EventLog {
   constructor(private readonly db: Kysely<Tables>) {}
 
   async record(event: Omit<GantryEvent, 'id'>): Promise<GantryEvent> {
-    const full = { id: randomUUID(), ...event };
+    const full = { id: newSortableId(), ...event };
     await this.db
       .insertInto('events')
       .values({ ...full, details: JSON.stringify(full.details) })
@@ -38,7 +38,7 @@ export class EventLog {
     let query = this.db.selectFrom('events').selectAll();
     if (filter.severity) query = query.where('severity', '=', filter.severity);
     if (filter.subject) query = query.where('subject', '=', filter.subject);
-    const rows = await query.orderBy('at', 'desc').orderBy('id').limit(filter.limit).execute();
+    const rows = await query.orderBy('id', 'desc').limit(filter.limit).execute();
     return rows.map((r) => ({
       ...r,
       severity: r.severity as Severity,

@@ -2,7 +2,6 @@
  * The hardware store: spare items under control. Every move out of or back into the store keeps
  * its history and is audited; an import is all or nothing.
  */
-import { randomUUID } from 'node:crypto';
 import { parse } from 'csv-parse/sync';
 import type { Kysely } from 'kysely';
 import { GantryError } from '../../core/errors.ts';
@@ -10,6 +9,7 @@ import { type HardwareState, isHardwareState, moveProblem } from '../../core/har
 import { actorOf, type Principal } from '../auth/principal.ts';
 import { isUniqueViolation } from '../db/db-errors.ts';
 import type { HardwareItemsTable, HardwareMovesTable, Tables } from '../db/schema.ts';
+import { newSortableId } from '../ids.ts';
 import { inTransaction, type TransactionDeps } from '../unit-of-work.ts';
 
 export interface HardwareItem {
@@ -248,7 +248,7 @@ export class HardwareService {
       const toLocation = input.location ?? item.location;
       const target = input.to === 'deployed' ? (input.target ?? null) : null;
       const move: HardwareMovesTable = {
-        id: randomUUID(),
+        id: newSortableId(),
         item_id: item.id,
         at: uow.now.toISOString(),
         actor: actorOf(by).actor,
@@ -291,7 +291,7 @@ export class HardwareService {
 
 async function insertItem(db: Kysely<Tables>, input: NewItem, now: string): Promise<HardwareItem> {
   const row: HardwareItemsTable = {
-    id: randomUUID(),
+    id: newSortableId(),
     asset_tag: input.assetTag,
     model: input.model,
     vendor: input.vendor,
