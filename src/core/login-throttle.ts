@@ -44,3 +44,12 @@ export function afterFailure(state: ThrottleState, policy: ThrottlePolicy, now: 
 export function afterSuccess(): ThrottleState {
   return EMPTY_THROTTLE;
 }
+
+/**
+ * Takes back one attempt that was counted before the password was checked and then turned out
+ * right (attempts are counted first so that parallel guesses cannot slip past the lock).
+ */
+export function forgiveOne(state: ThrottleState, policy: ThrottlePolicy): ThrottleState {
+  const failures = Math.max(0, state.failures - 1);
+  return { failures, lockedUntil: failures <= policy.freeFailures ? null : state.lockedUntil };
+}

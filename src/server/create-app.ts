@@ -192,11 +192,11 @@ export async function createApp(deps: AppDeps): Promise<App> {
     maxBytes: deps.dmlMaxBytes,
     failpoints: deps.failpoints,
   });
-  const auth = new AuthService(tx);
-  const users = new UserService({
+  const auth = new AuthService({
     ...tx,
     onOwnPasswordChanged: (username) => forgetBootstrapPassword(deps.dataDir, username),
   });
+  const users = new UserService(tx);
 
   app.addHook(
     'onRequest',
@@ -211,7 +211,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
 
   registerMetaRoutes(app, { database: deps.database });
   registerAuthRoutes(app, auth, { secureCookies: deps.publicUrl?.startsWith('https:') ?? false });
-  registerUserRoutes(app, users);
+  registerUserRoutes(app, users, auth);
   registerTokenRoutes(app, tokens);
   registerAuditRoutes(app, tx);
   registerEventRoutes(app, { database: deps.database });

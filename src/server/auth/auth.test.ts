@@ -83,6 +83,12 @@ for (const kind of testDatabases()) {
       expect(ok.status).toBe(201);
     });
 
+    it('refuses logout with an API token, which is ended by revoking it', async () => {
+      const res = await t.call('POST', '/api/v1/auth/logout', { token: ADMIN_TOKEN });
+      expect(res.status).toBe(400);
+      expect(res.body.error.message).toContain('tokens revoke');
+    });
+
     it('ends the session on logout', async () => {
       await userWithPassword('fred');
       const { res, cookie } = await login('fred');
@@ -197,6 +203,20 @@ for (const kind of testDatabases()) {
       expect((await login('gina')).res.status).toBe(200);
     });
 
+    it('A07: a burst of parallel guesses gets no more tries than one guess after another', async () => {
+      await userWithPassword('kate');
+      const results = await Promise.all(
+        Array.from({ length: 40 }, () =>
+          t.call('POST', '/api/v1/auth/login', { body: { username: 'kate', password: 'guess guess guess' } }),
+        ),
+      );
+      const checked = results.filter((r) => r.status === 401).length;
+      expect(checked).toBeLessThanOrEqual(6);
+      expect(results.filter((r) => r.status === 429).length).toBe(40 - checked);
+      const failed = await t.call('GET', '/api/v1/audit?action=auth.login_failed', { token: ADMIN_TOKEN });
+      expect(failed.body.entries).toHaveLength(checked);
+    });
+
     it('A07: failures spread over many user names are slowed down by source address', async () => {
       for (let i = 0; i < 21; i++) {
         await t.call('POST', '/api/v1/auth/login', {
@@ -228,7 +248,7 @@ for (const kind of testDatabases()) {
       );
       expect(rows).toEqual([
         ['auth.login', 'user:ivy', '127.0.0.1', 'session'],
-        ['auth.login_failed', 'user:ivy', '127.0.0.1', 'session'],
+        ['auth.login_failed', 'anonymous', '127.0.0.1', 'session'],
         ['auth.login', 'user:ivy', '127.0.0.1', 'token'],
       ]);
       for (const entry of audit.body.entries) expect(entry.at).toMatch(/Z$/);

@@ -47,8 +47,11 @@ export class SessionStore {
     await this.db.deleteFrom('sessions').where('id_hash', '=', idHash).execute();
   }
 
-  async deleteAllOfUser(userId: string): Promise<void> {
-    await this.db.deleteFrom('sessions').where('user_id', '=', userId).execute();
+  /** Ends every session of a user, except `keep` (the caller's own) when given. */
+  async deleteAllOfUser(userId: string, keep?: string): Promise<void> {
+    let query = this.db.deleteFrom('sessions').where('user_id', '=', userId);
+    if (keep !== undefined) query = query.where('id_hash', '!=', keep);
+    await query.execute();
   }
 
   async deleteExpired(now: string): Promise<void> {

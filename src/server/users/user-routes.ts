@@ -9,6 +9,7 @@ import {
   UserSchema,
   type UserView,
 } from '../../protocol/users.ts';
+import type { AuthService } from '../auth/auth-service.ts';
 import { type App, principalOf, responses } from '../http/route-kit.ts';
 import type { UserService } from './user-service.ts';
 import type { User } from './user-store.ts';
@@ -26,7 +27,7 @@ export function toUserView(user: User): UserView {
   };
 }
 
-export function registerUserRoutes(app: App, users: UserService): void {
+export function registerUserRoutes(app: App, users: UserService, auth: AuthService): void {
   app.get(
     '/api/v1/users',
     {
@@ -89,7 +90,7 @@ export function registerUserRoutes(app: App, users: UserService): void {
       },
     },
     async (request, reply) => {
-      await users.changeOwnPassword(
+      await auth.changeOwnPassword(
         principalOf(request),
         request.body.currentPassword,
         request.body.newPassword,

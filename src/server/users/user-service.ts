@@ -7,7 +7,7 @@ import { SessionStore } from '../auth/session-store.ts';
 import { isUniqueViolation } from '../db/db-errors.ts';
 import { TokenStore } from '../tokens/token-store.ts';
 import { inTransaction, type TransactionDeps } from '../unit-of-work.ts';
-import { hashPassword, verifyPassword } from './passwords.ts';
+import { hashPassword } from './passwords.ts';
 import { type User, type UserChanges, UserStore } from './user-store.ts';
 
 export interface CreateUserInput {
@@ -24,10 +24,7 @@ export interface UpdateUserInput {
   password?: string | undefined;
 }
 
-export interface UserServiceDeps extends TransactionDeps {
-  /** Told after a user sets a password of their own (the bootstrap removes its password file). */
-  onOwnPasswordChanged?: ((username: string) => void) | undefined;
-}
+export type UserServiceDeps = TransactionDeps;
 
 export class UserService {
   constructor(private readonly deps: UserServiceDeps) {}
@@ -110,35 +107,27 @@ export class UserService {
         // A disabled user or a reset password ends every open dashboard session at once.
         await new SessionStore(uow.db).deleteAllOfUser(id);
       }
-      if (input.disabled === true)
-        changed.tokensRevoked = await new TokenStore(uow.db).revokeAllOfUser(id, uow.now.toISOString());
       await uow.audit({
         action: 'user.updated',
         subject: `user:${id}`,
         details: { username: before.username, changed },
       });
+      if (input.disabled === true) {
+        // Each token ends with an entry of its own, so its history is complete under its subject.
+        const tokens = new TokenStore(uow.db);
+        for (const token of await tokens.list({ userId: id, includeRevoked: false })) {
+          await tokens.revoke(token.id, uow.now.toISOString());
+          await uow.audit({
+            action: 'token.revoked',
+            subject: `token:${token.id}`,
+            details: { name: token.name, userId: id, username: before.username, reason: 'user disabled' },
+          });
+        }
+      }
       const after = await users.findById(id);
       if (!after) throw notFound(id);
       return after;
     });
-  }
-
-  async changeOwnPassword(by: Principal, currentPassword: string, newPassword: string): Promise<void> {
-    if (!(await verifyPassword(currentPassword, by.user.passwordHash))) {
-      throw new GantryError('INVALID_CREDENTIALS', 'The current password is wrong.', {
-        field: '/currentPassword',
-      });
-    }
-    const passwordHash = await hashPassword(newPassword);
-    await inTransaction(this.deps, actorOf(by), async (uow) => {
-      await new UserStore(uow.db).update(by.user.id, { passwordHash }, uow.now.toISOString());
-      await uow.audit({
-        action: 'user.password_changed',
-        subject: `user:${by.user.id}`,
-        details: { username: by.user.username },
-      });
-    });
-    this.deps.onOwnPasswordChanged?.(by.user.username);
   }
 }
 

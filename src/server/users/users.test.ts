@@ -97,8 +97,13 @@ for (const kind of testDatabases()) {
         token: ADMIN_TOKEN,
         body: { currentPassword: 'not it at all', newPassword: 'a brand new admin password' },
       });
-      expect(wrong.status).toBe(401);
+      expect(wrong.status).toBe(400);
+      expect(wrong.body.error.details[0].path).toBe('/currentPassword');
       expect(existsSync(file)).toBe(true);
+      const failed = await t.call('GET', '/api/v1/audit?action=auth.password_change_failed', {
+        token: ADMIN_TOKEN,
+      });
+      expect(failed.body.entries).toHaveLength(1);
       const ok = await t.call('PUT', '/api/v1/me/password', {
         token: ADMIN_TOKEN,
         body: { currentPassword: bootstrapPassword, newPassword: 'a brand new admin password' },
