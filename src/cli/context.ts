@@ -32,9 +32,19 @@ export class CliContext {
   /** The server URL and token: flags, then GANTRY_URL / GANTRY_TOKEN, then the saved login. */
   client(command: Command, options: { requireToken?: boolean } = {}): ApiClient {
     const globals = this.globals(command);
-    const saved = readSavedLogin(this.configDir());
-    const url = globals.url ?? this.env.GANTRY_URL ?? saved?.url;
-    const token = globals.token ?? this.env.GANTRY_TOKEN ?? saved?.token;
+    const explicitUrl = globals.url ?? this.env.GANTRY_URL;
+    const explicitToken = globals.token ?? this.env.GANTRY_TOKEN;
+    let saved: ReturnType<typeof readSavedLogin>;
+    try {
+      saved = readSavedLogin(this.configDir());
+    } catch (error) {
+      // Flags or the environment say everything needed: a damaged login file does not matter.
+      if (explicitUrl === undefined || (explicitToken === undefined && options.requireToken !== false))
+        throw error;
+      saved = undefined;
+    }
+    const url = explicitUrl ?? saved?.url;
+    const token = explicitToken ?? saved?.token;
     if (!url) {
       throw new CliError(
         EXIT.usage,

@@ -1,6 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { ARTIFACT_KINDS, COMPONENT_PATTERN, DIGEST_PATTERN, VERSION_PATTERN } from '../core/artifacts.ts';
-import { Id, Nullable, Strict, Timestamp } from './common.ts';
+import { Id, Line, Nullable, Strict, Timestamp } from './common.ts';
 
 export const ComponentName = Type.String({
   pattern: COMPONENT_PATTERN,
@@ -62,7 +62,7 @@ export const ArtifactListQuery = Strict({
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
 });
 
-const Text = Type.String({ minLength: 1, maxLength: 500 });
+const Text = Line({ minLength: 1, maxLength: 500 });
 export const UploadQuery = Strict({
   component: ComponentName,
   version: Version,
@@ -150,6 +150,6 @@ export const EventListQuery = Strict({
   severity: Type.Optional(
     Type.Union([Type.Literal('informational'), Type.Literal('warning'), Type.Literal('exception')]),
   ),
-  subject: Type.Optional(Type.String({ maxLength: 200 })),
+  subject: Type.Optional(Line({ maxLength: 200 })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
 });

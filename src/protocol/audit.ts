@@ -1,5 +1,5 @@
 import { type Static, Type } from '@sinclair/typebox';
-import { Nullable, Strict, Timestamp } from './common.ts';
+import { Line, Nullable, Strict, Timestamp } from './common.ts';
 
 export const AuditEntrySchema = Strict({
   seq: Type.Integer(),
@@ -14,7 +14,7 @@ export const AuditEntrySchema = Strict({
 });
 export type AuditEntryView = Static<typeof AuditEntrySchema>;
 
-const Filter = Type.String({ minLength: 1, maxLength: 200 });
+const Filter = Line({ minLength: 1, maxLength: 200 });
 
 export const AuditListQuery = Strict({
   action: Type.Optional(Filter),
@@ -23,7 +23,11 @@ export const AuditListQuery = Strict({
   since: Type.Optional(Timestamp),
   until: Type.Optional(Timestamp),
   after: Type.Optional(
-    Type.Integer({ minimum: 0, description: 'Return entries with a sequence number above this' }),
+    Type.Integer({
+      minimum: 0,
+      maximum: 2_147_483_647,
+      description: 'Return entries with a sequence number above this',
+    }),
   ),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'Default 100' })),
 });

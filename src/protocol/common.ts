@@ -15,6 +15,15 @@ export const Timestamp = Type.String({
   examples: ['2026-11-22T09:30:00.000Z'],
 });
 
+/** One line of text: no control characters (NUL included, which PostgreSQL refuses). */
+export const SINGLE_LINE = '^[^\\u0000-\\u001f\\u007f]*$';
+/** Text that may span lines: tabs and newlines allowed, other control characters not. */
+export const MULTI_LINE = '^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f]*$';
+
+export function Line(options: { minLength?: number; maxLength: number; description?: string }) {
+  return Type.String({ ...options, pattern: SINGLE_LINE });
+}
+
 export const Id = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' });
 
 export const ErrorBody = Strict(

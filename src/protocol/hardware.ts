@@ -1,6 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { HARDWARE_STATES } from '../core/hardware.ts';
-import { Id, Nullable, Strict, Timestamp } from './common.ts';
+import { Id, Line, MULTI_LINE, Nullable, Strict, Timestamp } from './common.ts';
 
 export const HardwareStateSchema = Type.Union(HARDWARE_STATES.map((s) => Type.Literal(s)));
 const Field = Type.String({ minLength: 1, maxLength: 200, pattern: '^[^\\u0000-\\u001f]+$' });
@@ -57,8 +57,8 @@ export const MoveHardwareRequest = Strict({
   to: HardwareStateSchema,
   location: Type.Optional(Field),
   target: Type.Optional(Field),
-  changeId: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
-  note: Type.Optional(Type.String({ maxLength: 1000 })),
+  changeId: Type.Optional(Line({ minLength: 1, maxLength: 64 })),
+  note: Type.Optional(Type.String({ maxLength: 1000, pattern: MULTI_LINE })),
   firmwareVersion: Type.Optional(Field),
 });
 export type MoveHardwareRequest = Static<typeof MoveHardwareRequest>;

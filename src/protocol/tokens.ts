@@ -1,5 +1,5 @@
 import { type Static, Type } from '@sinclair/typebox';
-import { Id, Nullable, Strict, Timestamp } from './common.ts';
+import { Id, Line, Nullable, Strict, Timestamp } from './common.ts';
 
 export const TokenSchema = Strict({
   id: Id,
@@ -47,7 +47,7 @@ export const TokenListQuery = Strict({
 });
 
 export const PasswordTokenRequest = Strict({
-  username: Type.String({ minLength: 1, maxLength: 64 }),
+  username: Line({ minLength: 1, maxLength: 64 }),
   password: Type.String({ minLength: 1, maxLength: 1024 }),
   name: TokenName,
   expiresInDays: Type.Optional(ExpiresInDays),

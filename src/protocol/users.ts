@@ -1,6 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { ROLES } from '../core/roles.ts';
-import { Id, Nullable, Strict, Timestamp } from './common.ts';
+import { Id, Line, Nullable, Strict, Timestamp } from './common.ts';
 
 export const RoleSchema = Type.Union(
   ROLES.map((r) => Type.Literal(r)),
@@ -36,7 +36,7 @@ export const UserList = Strict({ users: Type.Array(UserSchema) });
 
 export const CreateUserRequest = Strict({
   username: Username,
-  displayName: Type.Optional(Type.String({ maxLength: 200 })),
+  displayName: Type.Optional(Line({ maxLength: 200 })),
   role: RoleSchema,
   password: Type.Optional(Password),
 });
@@ -44,7 +44,7 @@ export type CreateUserRequest = Static<typeof CreateUserRequest>;
 
 export const UpdateUserRequest = Strict(
   {
-    displayName: Type.Optional(Type.String({ maxLength: 200 })),
+    displayName: Type.Optional(Line({ maxLength: 200 })),
     role: Type.Optional(RoleSchema),
     disabled: Type.Optional(Type.Boolean()),
     password: Type.Optional(Password),
@@ -60,7 +60,7 @@ export const ChangeOwnPasswordRequest = Strict({
 export type ChangeOwnPasswordRequest = Static<typeof ChangeOwnPasswordRequest>;
 
 export const LoginRequest = Strict({
-  username: Type.String({ minLength: 1, maxLength: 64 }),
+  username: Line({ minLength: 1, maxLength: 64 }),
   password: Type.String({ minLength: 1, maxLength: 1024 }),
 });
 export type LoginRequest = Static<typeof LoginRequest>;

@@ -41,7 +41,9 @@ describe('meta endpoints', () => {
     expect(ready.status).toBe(503);
     expect(ready.body.status).toBe('degraded');
     const api = await t.call('GET', '/api/v1/whoami', { token: 'gnt_anything' });
-    expect(api.status).toBeGreaterThanOrEqual(500);
+    expect(api.status).toBe(503);
+    expect(api.body.error.code).toBe('UNAVAILABLE');
+    expect(api.headers['retry-after']).toBe('5');
     expect(JSON.stringify(api.body)).not.toMatch(/\.ts:\d+|node_modules|stack/);
   });
 });

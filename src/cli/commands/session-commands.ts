@@ -23,15 +23,20 @@ export function addSessionCommands(program: Command, ctx: CliContext): void {
       'sign in with this user’s password; Gantry issues an API token for this machine',
     )
     .option('--password-stdin', 'read the password from standard input instead of asking')
-    .option('--token <token>', 'store this existing API token instead (default: GANTRY_TOKEN)')
     .option('--expires-in-days <days>', 'lifetime of the issued token', '30')
     .action(
       async (
         url: string | undefined,
-        options: { username?: string; passwordStdin?: boolean; token?: string; expiresInDays: string },
+        options: { username?: string; passwordStdin?: boolean; expiresInDays: string },
         command: Command,
       ) => {
-        const saved = readSavedLogin(ctx.configDir());
+        // A damaged login file must not stand in the way of the command that replaces it.
+        let saved: ReturnType<typeof readSavedLogin>;
+        try {
+          saved = readSavedLogin(ctx.configDir());
+        } catch {
+          saved = undefined;
+        }
         const server =
           url ?? command.optsWithGlobals<{ url?: string }>().url ?? ctx.env.GANTRY_URL ?? saved?.url;
         if (!server)
@@ -44,7 +49,8 @@ export function addSessionCommands(program: Command, ctx: CliContext): void {
         } catch {
           throw new CliError(EXIT.usage, `'${server}' is not a URL; for example http://127.0.0.1:8080.`);
         }
-        let token = options.token ?? ctx.env.GANTRY_TOKEN;
+        // --token is the program-wide option: `gantry login URL --token T` stores T.
+        let token = command.optsWithGlobals<{ token?: string }>().token ?? ctx.env.GANTRY_TOKEN;
         if (options.username !== undefined) {
           const days = Number(options.expiresInDays);
           if (!Number.isInteger(days) || days < 1)

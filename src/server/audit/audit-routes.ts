@@ -6,6 +6,7 @@ import {
   describeChainBreak,
   verifyChainPage,
 } from '../../core/audit-chain.ts';
+import { GantryError } from '../../core/errors.ts';
 import { AuditListQuery, AuditPage, AuditVerifyResult } from '../../protocol/audit.ts';
 import type { Clock } from '../clock.ts';
 import type { Database } from '../db/database.ts';
@@ -13,6 +14,20 @@ import { type App, responses } from '../http/route-kit.ts';
 import { AuditLog, sha256Hex } from './audit-log.ts';
 
 const PAGE = 1000;
+
+/** Stored times are always `toISOString()`; a filter must be too, or text comparison misorders. */
+function normaliseTime(value: string | undefined, field: string): string | undefined {
+  if (value === undefined) return undefined;
+  const time = new Date(value);
+  if (Number.isNaN(time.getTime()) || !value.startsWith(time.toISOString().slice(0, 10))) {
+    throw new GantryError(
+      'VALIDATION',
+      `${field} '${value}' is not a real time; use e.g. 2026-10-01T00:00:00Z.`,
+      [{ in: 'querystring', path: `/${field}`, message: 'not a real time' }],
+    );
+  }
+  return time.toISOString();
+}
 
 export function registerAuditRoutes(app: App, deps: { database: Database; clock: Clock }): void {
   const log = () => new AuditLog(deps.database.db, deps.database.dialect, deps.clock);
@@ -31,7 +46,12 @@ export function registerAuditRoutes(app: App, deps: { database: Database; clock:
     },
     async (request) => {
       const limit = request.query.limit ?? 100;
-      const entries = await log().list({ ...request.query, limit });
+      const entries = await log().list({
+        ...request.query,
+        since: normaliseTime(request.query.since, 'since'),
+        until: normaliseTime(request.query.until, 'until'),
+        limit,
+      });
       const last = entries[entries.length - 1];
       return { entries, nextAfter: entries.length === limit && last ? last.seq : null };
     },

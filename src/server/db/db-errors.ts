@@ -13,6 +13,12 @@ export function isUniqueViolation(error: unknown): boolean {
   return code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === '23505';
 }
 
+/** PostgreSQL's class 22 (data exception): a value out of range, an invalid character, … */
+export function isDatabaseDataError(error: unknown): boolean {
+  const code = codeOf(error);
+  return code !== undefined && /^22[0-9A-Z]{3}$/.test(code);
+}
+
 /**
  * True when the database cannot be reached or cannot write right now (connection refused or
  * dropped, server restarting, disk full): the request may succeed later and earns a 503.
@@ -22,7 +28,9 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   if (code === undefined) {
     return (
       error instanceof Error &&
-      /Connection terminated|timeout exceeded when trying to connect/i.test(error.message)
+      /Connection terminated|timeout exceeded when trying to connect|driver has already been destroyed|Cannot use a pool after calling end/i.test(
+        error.message,
+      )
     );
   }
   return (

@@ -92,13 +92,18 @@ for (const kind of testDatabases()) {
 
     it('B02: __proto__ and constructor keys are refused and Object.prototype stays clean', async () => {
       const before = await snapshot();
-      for (const rawBody of [
-        '{"username":"p1","role":"viewer","__proto__":{"polluted":true}}',
-        '{"username":"p2","role":"viewer","constructor":{"prototype":{"polluted":true}}}',
-        '{"name":"t","__proto__":{"userId":"x"}}',
-      ]) {
-        const res = await t.call('POST', '/api/v1/users', { token: ADMIN_TOKEN, rawBody });
+      for (const [url, rawBody] of [
+        ['/api/v1/users', '{"username":"p1","role":"viewer","__proto__":{"polluted":true}}'],
+        ['/api/v1/users', '{"username":"p2","role":"viewer","constructor":{"prototype":{"polluted":true}}}'],
+        ['/api/v1/tokens', '{"name":"t","__proto__":{"userId":"x","polluted":true}}'],
+        [
+          '/api/v1/hardware',
+          '{"assetTag":"P-1","model":"m","vendor":"v","serial":"s","location":"l","__proto__":{"polluted":true}}',
+        ],
+      ] as const) {
+        const res = await t.call('POST', url, { token: ADMIN_TOKEN, rawBody });
         expectValidation(res);
+        expect(res.body.error.details[0].message).toBe('forbidden key');
       }
       expect(({} as Record<string, unknown>).polluted).toBeUndefined();
       expect(Object.prototype).not.toHaveProperty('polluted');
@@ -149,6 +154,24 @@ for (const kind of testDatabases()) {
         actor: `user:${mine.username}`,
         subject: 'route:POST /api/v1/tokens',
       });
+    });
+
+    it('B01: NUL and control characters, and numbers beyond what is stored, get 400 on every database', async () => {
+      const before = await snapshot();
+      const probes: Array<[string, string, unknown]> = [
+        ['POST', '/api/v1/auth/login', { username: 'ad\u0000min', password: 'x' }],
+        ['POST', '/api/v1/auth/token', { username: 'a\u0000', password: 'x', name: 'n' }],
+        ['POST', '/api/v1/users', { username: 'nul', role: 'viewer', displayName: 'a\u0000b' }],
+        ['GET', '/api/v1/audit?actor=user%00x', undefined],
+        ['GET', '/api/v1/audit?after=99999999999', undefined],
+        ['GET', '/api/v1/audit?since=2026-99-99T00:00:00Z', undefined],
+      ];
+      for (const [method, url, body] of probes) {
+        const res = await t.call(method, url, { token: ADMIN_TOKEN, ...(body ? { body } : {}) });
+        expect(res.status, url).toBe(400);
+        expect(res.body.error.code).toBe('VALIDATION');
+      }
+      expect(await snapshot()).toBe(before);
     });
 
     it('B18: SQL in ids, filters and names is plain data: 400 or an ordinary answer, the database unchanged', async () => {

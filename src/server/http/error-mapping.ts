@@ -4,7 +4,7 @@
  * only a pointer to the server log by request id.
  */
 import { type ErrorCode, GantryError } from '../../core/errors.ts';
-import { isDatabaseUnavailable } from '../db/db-errors.ts';
+import { isDatabaseDataError, isDatabaseUnavailable } from '../db/db-errors.ts';
 
 export const STATUS_OF: Record<ErrorCode, number> = {
   VALIDATION: 400,
@@ -64,6 +64,18 @@ export function mapError(error: unknown, requestId: string): MappedError {
       details: error.details,
       retryAfterSeconds: error.retryAfterSeconds,
       serverFault: STATUS_OF[error.code] >= 500,
+    };
+  }
+  if (isDatabaseDataError(error)) {
+    // A value the database itself refuses (out of range, bad encoding): the request's fault.
+    return {
+      status: 400,
+      code: 'VALIDATION',
+      message:
+        'A value in the request is outside what can be stored (too large, or with characters that are not allowed).',
+      details: null,
+      retryAfterSeconds: undefined,
+      serverFault: false,
     };
   }
   if (isDatabaseUnavailable(error)) {
