@@ -14,7 +14,7 @@ import { createPostgresSchema, postgresUrl, urlWithSchema } from './helpers/test
 
 const BOOTSTRAP = `gnt_bootstrap_${'b'.repeat(40)}`;
 
-/** Sends raw bytes and returns the first line of the answer (the status line). */
+/** Sends raw bytes and returns the whole answer. */
 function rawRequest(url: string, payload: string): Promise<string> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
@@ -23,12 +23,11 @@ function rawRequest(url: string, payload: string): Promise<string> {
     socket.on('data', (d) => {
       data += d.toString();
     });
-    socket.on('end', () => resolve(data.split('\r\n')[0] ?? ''));
-    socket.on('close', () => resolve(data.split('\r\n')[0] ?? ''));
+    socket.on('close', () => resolve(data));
     socket.on('error', reject);
     socket.setTimeout(5000, () => {
       socket.destroy();
-      resolve(data.split('\r\n')[0] ?? 'timeout');
+      resolve(data || 'timeout');
     });
   });
 }
@@ -48,8 +47,11 @@ describe('gantry server process on SQLite', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('A09: binds to loopback by default', () => {
+  it('A09: binds to loopback by default, and keeps its data readable by its own OS user only', () => {
     expect(new URL(server.url).hostname).toBe('127.0.0.1');
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    expect(statSync(path.join(dir, 'gantry.db')).mode & 0o077).toBe(0);
+    expect(statSync(path.join(dir, 'initial-admin-password')).mode & 0o777).toBe(0o600);
   });
 
   it('A09: answers nothing but health, version and the API description without credentials', async () => {
@@ -74,11 +76,15 @@ describe('gantry server process on SQLite', () => {
       'POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
     );
     expect(smuggle).toMatch(/^HTTP\/1\.1 400/);
+    expect(JSON.parse(smuggle.slice(smuggle.indexOf('\r\n\r\n') + 4)).error).toMatchObject({
+      code: 'VALIDATION',
+    });
     const huge = await rawRequest(
       server.url,
       `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
     );
     expect(huge).toMatch(/^HTTP\/1\.1 431/);
+    expect(JSON.parse(huge.slice(huge.indexOf('\r\n\r\n') + 4)).error.requestId).toMatch(/^[0-9a-f-]{36}$/);
   });
 
   it('makes GANTRY_BOOTSTRAP_ADMIN_TOKEN admin’s first token', async () => {

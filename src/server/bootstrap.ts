@@ -68,7 +68,8 @@ export async function ensureFirstAdmin(
       });
     }
     // Written inside the transaction: if the file cannot be written, no admin is created either.
-    writeFileSync(file, `${password}\n`, { mode: 0o600, flag: 'w' });
+    rmSync(file, { force: true });
+    writeFileSync(file, `${password}\n`, { mode: 0o600, flag: 'wx' });
     return { created: true, passwordFile: file, tokenCreated: options.bootstrapToken !== undefined };
   }).catch((error: unknown) => {
     if (error instanceof NothingToDo) return { created: false, passwordFile: null, tokenCreated: false };

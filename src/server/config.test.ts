@@ -22,6 +22,15 @@ describe('server configuration', () => {
     expect(config).toMatchObject({ port: 9100, host: '0.0.0.0', dataDir: '/env' });
   });
 
+  it('trusts X-Forwarded-For only from a given number of hops or given proxies', () => {
+    expect(loadServerConfig({}).trustProxy).toBe(false);
+    expect(loadServerConfig({ GANTRY_TRUST_PROXY: '1' }).trustProxy).toBe(1);
+    expect(loadServerConfig({ GANTRY_TRUST_PROXY: '10.0.0.5, 10.1.0.0/16' }).trustProxy).toEqual([
+      '10.0.0.5',
+      '10.1.0.0/16',
+    ]);
+  });
+
   it.each([
     [{ GANTRY_PORT: 'eighty' }, 'GANTRY_PORT'],
     [{ GANTRY_PORT: '70000' }, 'GANTRY_PORT'],
@@ -29,6 +38,10 @@ describe('server configuration', () => {
     [{ GANTRY_LOG_LEVEL: 'loud' }, 'GANTRY_LOG_LEVEL'],
     [{ GANTRY_BOOTSTRAP_ADMIN_TOKEN: 'short' }, 'GANTRY_BOOTSTRAP_ADMIN_TOKEN'],
     [{ GANTRY_PUBLIC_URL: 'ftp://x' }, 'GANTRY_PUBLIC_URL'],
+    [{ GANTRY_TRUST_PROXY: 'true' }, 'GANTRY_TRUST_PROXY'],
+    [{ GANTRY_TRUST_PROXY: 'proxy.example' }, 'GANTRY_TRUST_PROXY'],
+    [{ GANTRY_DML_MAX_BYTES: 'lots' }, 'GANTRY_DML_MAX_BYTES'],
+    [{ FAILPOINTS: 'dml.after_blob_write=explode' }, 'FAILPOINTS'],
   ])('refuses %j, naming %s', (env, name) => {
     try {
       loadServerConfig(env);

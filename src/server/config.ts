@@ -21,7 +21,8 @@ export interface ServerConfig {
   /** Largest JSON request body, in bytes. */
   bodyLimit: number;
   /** Trust X-Forwarded-For from a reverse proxy when set to true. */
-  trustProxy: boolean;
+  /** false, a number of proxy hops, or the proxies' addresses/CIDRs whose X-Forwarded-For is believed. */
+  trustProxy: false | number | string[];
   /** A file that receives a copy of every audit entry as a JSON line, or undefined. */
   auditFile: string | undefined;
   /** Largest artifact accepted by the media library, in bytes. */
@@ -95,9 +96,19 @@ export function loadServerConfig(
   if (!Number.isInteger(bodyLimit) || bodyLimit < 1024)
     invalid('GANTRY_BODY_LIMIT', 'must be a whole number of bytes, at least 1024.');
 
-  const trustProxyText = env.GANTRY_TRUST_PROXY ?? 'false';
-  if (trustProxyText !== 'true' && trustProxyText !== 'false')
-    invalid('GANTRY_TRUST_PROXY', 'must be true or false.');
+  const trustProxyText = (env.GANTRY_TRUST_PROXY ?? 'false').trim();
+  let trustProxy: false | number | string[] = false;
+  if (/^\d+$/.test(trustProxyText)) trustProxy = Number(trustProxyText);
+  else if (trustProxyText !== 'false' && trustProxyText !== '') {
+    const proxies = trustProxyText.split(',').map((p) => p.trim());
+    if (trustProxyText === 'true' || proxies.some((p) => !/^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(p))) {
+      invalid(
+        'GANTRY_TRUST_PROXY',
+        'give the number of proxy hops in front of Gantry (e.g. 1) or the proxies\' addresses (e.g. 10.0.0.5,10.1.0.0/16); "true" would let any client choose its own address.',
+      );
+    }
+    trustProxy = proxies;
+  }
 
   const dmlMaxText = env.GANTRY_DML_MAX_BYTES ?? String(4 * 1024 ** 3);
   const dmlMaxBytes = Number(dmlMaxText);
@@ -123,7 +134,7 @@ export function loadServerConfig(
     publicUrl,
     bootstrapAdminToken,
     bodyLimit,
-    trustProxy: trustProxyText === 'true',
+    trustProxy,
     auditFile: env.GANTRY_AUDIT_FILE ? path.resolve(cwd, env.GANTRY_AUDIT_FILE) : undefined,
     dmlMaxBytes,
     dmlScrubIntervalSeconds,

@@ -44,7 +44,7 @@ export interface AppDeps {
   logger: FastifyBaseLogger | false;
   bodyLimit: number;
   publicUrl: string | undefined;
-  trustProxy: boolean;
+  trustProxy: false | number | string[];
   /** Where the bootstrap password file lives (removed when admin sets their own password). */
   dataDir: string;
   auditSink?: AuditSink | undefined;
@@ -87,10 +87,36 @@ export async function createApp(deps: AppDeps): Promise<App> {
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     bodyLimit: deps.bodyLimit,
-    trustProxy: deps.trustProxy,
+    // Fastify takes a hop count at run time (request.js) though its types omit it.
+    trustProxy: deps.trustProxy as boolean | string[],
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
-    return503OnClosing: true,
+    // While shutting down, requests already on open connections are served, not refused.
+    return503OnClosing: false,
+    // Requests too malformed to reach a route (bad framing, oversized headers) get the one error
+    // shape too, then the connection is closed.
+    clientErrorHandler: (error: Error & { code?: string }, socket) => {
+      const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
+      const status = tooLarge ? 431 : 400;
+      const body = JSON.stringify({
+        error: {
+          code: 'VALIDATION',
+          message: tooLarge
+            ? 'The request headers are too large.'
+            : 'The request is not valid HTTP/1.1 (framing or headers).',
+          details: { cause: error.code ?? null },
+          requestId: randomUUID(),
+        },
+      });
+      if (socket.writable) {
+        socket.end(
+          `HTTP/1.1 ${status} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+            `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        );
+      } else {
+        socket.destroy(error);
+      }
+    },
     // Idle sockets and slow headers are cut off quickly; a whole request (a large artifact upload)
     // may take up to an hour.
     connectionTimeout: 60_000,

@@ -3,7 +3,7 @@
  * listens, and shuts down gracefully on SIGTERM/SIGINT: stop accepting, finish what is in flight,
  * close the database.
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
 import { GANTRY_VERSION } from '../version.ts';
@@ -32,7 +32,10 @@ export async function runServer(config: ServerConfig): Promise<RunningServer> {
       censor: '[redacted]',
     },
   });
+  // Everything the server writes (database, blobs, secrets) is for its own OS user only.
+  process.umask(0o077);
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  chmodSync(config.dataDir, 0o700);
   const target: DatabaseTarget = config.databaseUrl
     ? { kind: 'postgres', url: config.databaseUrl }
     : { kind: 'sqlite', file: path.join(config.dataDir, 'gantry.db') };

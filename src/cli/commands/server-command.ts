@@ -21,7 +21,7 @@ Environment:
   GANTRY_PUBLIC_URL             the address people use (links; https turns on Secure cookies)
   GANTRY_LOG_LEVEL              fatal|error|warn|info|debug|trace|silent (default info)
   GANTRY_BODY_LIMIT             largest JSON body in bytes (default 1048576)
-  GANTRY_TRUST_PROXY            true behind a reverse proxy that sets X-Forwarded-For
+  GANTRY_TRUST_PROXY            behind reverse proxies: their hop count, or their addresses/CIDRs
   GANTRY_AUDIT_FILE             also append every audit entry to this file as a JSON line`,
     )
     .action(async (options: { port?: string; host?: string; dataDir?: string }) => {

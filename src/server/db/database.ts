@@ -80,6 +80,8 @@ export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = '***';
+    for (const key of ['password', 'sslpassword', 'sslkey', 'sslcert'])
+      if (parsed.searchParams.has(key)) parsed.searchParams.set(key, '***');
     return parsed.toString();
   } catch {
     return 'postgres://(unparseable url)';
