@@ -104,6 +104,18 @@ describe('gantry server process on SQLite', () => {
     expect(copied).toEqual(chain.entries);
     expect(copied.map((e: { action: string }) => e.action)).toContain('user.created');
     expect(statSync(path.join(dir, 'audit.jsonl')).mode & 0o777).toBe(0o600);
+
+    const against = ['audit', 'verify', '--against', path.join(dir, 'audit.jsonl')];
+    expect(await gantryJson(against, env)).toMatchObject({ ok: true, comparedWithCopy: copied.length });
+    // Removing the newest entry leaves a chain that verifies on its own; only the copy shows the loss.
+    const db = new Database(path.join(dir, 'gantry.db'));
+    db.prepare('delete from audit_log where seq = (select max(seq) from audit_log)').run();
+    db.close();
+    expect((await gantryJson(['audit', 'verify'], env)).ok).toBe(true);
+    const truncated = await runGantry([...against, '--json'], { env });
+    expect(truncated.code).toBe(1);
+    expect(JSON.parse(truncated.stdout).broken).toMatchObject({ kind: 'copy_mismatch' });
+    expect(JSON.parse(truncated.stdout).broken.message).toContain('removed from the end');
   });
 
   it('bootstraps only once: a restart on the same data makes no second admin and says nothing of a password', async () => {
