@@ -3,8 +3,8 @@
  * their bytes still match their digest. Uploads stream to disk (never whole in memory); the row
  * and its audit entry are written only after the bytes are durable under their content address.
  */
-import { randomUUID } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { createHash, randomUUID } from 'node:crypto';
+import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import {
   type ArtifactKind,
   contentProblem,
@@ -417,13 +417,16 @@ export class ArtifactService {
    * complete response, and the artifact is quarantined.
    */
   openVerified(artifact: Artifact): Readable {
-    return this.deps.blobs.openVerified(artifact.digest, (actual) => {
+    const source = this.deps.blobs.open(artifact.digest);
+    const verifier = new DigestCheck(artifact.digest, (actual) => {
       void this.quarantine(
         SYSTEM_ACTOR,
         artifact,
         `the stored bytes hash to sha256:${actual} while being served`,
       ).catch(() => {});
     });
+    source.on('error', (error) => verifier.destroy(error));
+    return source.pipe(verifier);
   }
 
   /** Checks size, then (for ranges, which cannot be checked on the fly) the whole digest, before serving. */
@@ -536,4 +539,39 @@ function inferKind(filename: string | undefined, content: ReturnType<typeof snif
   if (name.endsWith('.tar.gz') || name.endsWith('.tgz') || name.endsWith('.tar')) return 'package';
   if (!filename && (content === 'gzip' || content === 'tar')) return 'package';
   return 'file';
+}
+
+/** Passes bytes through, holding the last chunk back until the whole stream hashes to `digest`. */
+class DigestCheck extends Transform {
+  private readonly hash = createHash('sha256');
+  private held: Buffer | null = null;
+
+  constructor(
+    private readonly digest: string,
+    private readonly onMismatch: (actual: string) => void,
+  ) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.hash.update(chunk);
+    const previous = this.held;
+    this.held = chunk;
+    callback(null, previous ?? undefined);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    const actual = this.hash.digest('hex');
+    if (actual !== this.digest) {
+      this.onMismatch(actual);
+      callback(
+        new GantryError(
+          'QUARANTINED',
+          'The stored bytes no longer match their digest; the transfer was stopped.',
+        ),
+      );
+      return;
+    }
+    callback(null, this.held ?? undefined);
+  }
 }

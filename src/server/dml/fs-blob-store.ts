@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, type ReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { GantryError } from '../../core/errors.ts';
 import { type Failpoints, NO_FAILPOINTS } from '../failpoints.ts';
@@ -139,15 +139,6 @@ export class FsBlobStore {
     });
   }
 
-  /**
-   * The whole blob as a stream that ends cleanly only if the bytes hash to `digest`: reading and
-   * hashing run on a worker thread, and the last piece is held back until the hash is known, so a
-   * reader of changed bytes never gets them complete. `onMismatch` hears the digest found.
-   */
-  openVerified(digest: string, onMismatch: (actual: string) => void): Readable {
-    return new VerifiedBlobStream(this.pathOf(digest), digest, onMismatch);
-  }
-
   /** Re-reads the whole blob and returns its SHA-256, or null when it is missing. */
   async hash(digest: string): Promise<string | null> {
     const hash = createHash('sha256');
@@ -174,82 +165,6 @@ export class FsBlobStore {
         if (info?.isFile()) yield { digest: name, mtimeMs: info.mtimeMs };
       }
     }
-  }
-}
-
-class VerifiedBlobStream extends Readable {
-  private readonly worker: Worker;
-  private readonly ready: Buffer[] = [];
-  private held: Buffer | null = null;
-  private ended = false;
-  private wanted = false;
-
-  constructor(
-    filePath: string,
-    private readonly digest: string,
-    private readonly onMismatch: (actual: string) => void,
-  ) {
-    super({ highWaterMark: WRITE_BYTES });
-    this.worker = new Worker(new URL('./hash-read-worker.mjs', import.meta.url), {
-      workerData: { path: filePath },
-    });
-    this.worker.on(
-      'message',
-      (message: { chunk?: Uint8Array; done?: string; error?: { code: string | null; message: string } }) => {
-        if (message.chunk) {
-          const chunk = Buffer.from(message.chunk.buffer, message.chunk.byteOffset, message.chunk.length);
-          if (this.held) this.ready.push(this.held);
-          this.held = chunk;
-          this.flush();
-        } else if (message.done !== undefined) {
-          if (message.done !== this.digest) {
-            this.onMismatch(message.done);
-            this.destroy(
-              new GantryError(
-                'QUARANTINED',
-                'The stored bytes no longer match their digest; the transfer was stopped.',
-              ),
-            );
-            return;
-          }
-          if (this.held) this.ready.push(this.held);
-          this.held = null;
-          this.ended = true;
-          this.flush();
-        } else if (message.error) {
-          this.destroy(
-            Object.assign(new Error(message.error.message), { code: message.error.code ?? undefined }),
-          );
-        }
-      },
-    );
-    this.worker.on('error', (error) => this.destroy(error));
-  }
-
-  override _read(): void {
-    this.wanted = true;
-    this.flush();
-  }
-
-  private flush(): void {
-    let acked = 0;
-    while (this.wanted && this.ready.length > 0) {
-      const chunk = this.ready.shift() as Buffer;
-      acked += 1;
-      this.wanted = this.push(chunk);
-    }
-    if (acked > 0) this.worker.postMessage({ ack: acked });
-    if (this.ended && this.ready.length === 0 && this.wanted) {
-      this.push(null);
-      void this.worker.terminate();
-    }
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.worker.terminate().then(
-      () => callback(error),
-      () => callback(error),
-    );
   }
 }
 
