@@ -5,11 +5,11 @@
  * Nothing is held whole in memory.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, type ReadStream } from 'node:fs';
+import { createReadStream, createWriteStream, type ReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { Worker } from 'node:worker_threads';
+import { pipeline } from 'node:stream/promises';
 import { GantryError } from '../../core/errors.ts';
 import { type Failpoints, NO_FAILPOINTS } from '../failpoints.ts';
 
@@ -54,15 +54,16 @@ export class FsBlobStore {
    */
   async receive(source: Readable, maxBytes: number): Promise<ReceivedBlob> {
     const tempPath = path.join(this.tmpDir, `${randomBytes(12).toString('hex')}.part`);
-    const writer = new HashWriter(tempPath);
+    const hash = createHash('sha256');
     let size = 0;
     const headChunks: Buffer[] = [];
     let headLength = 0;
-    let staging = Buffer.allocUnsafeSlow(WRITE_BYTES);
-    let used = 0;
-    try {
-      // Read without letting an early stop destroy the request: an oversized upload is answered
-      // with 413 (and the connection closed) instead of a reset the client cannot read.
+    // Read without letting an early stop destroy the request: an oversized upload is answered
+    // with 413 (and the connection closed) instead of a reset the client cannot read.
+    async function* metered(): AsyncGenerator<Buffer> {
+      // Socket reads arrive in small pieces; the disk is far faster written in large ones.
+      let pending: Buffer[] = [];
+      let pendingBytes = 0;
       for await (const chunk of source.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
         size += chunk.length;
         if (size > maxBytes) {
@@ -73,31 +74,38 @@ export class FsBlobStore {
           );
         }
         if (headLength < HEAD_BYTES) {
-          headChunks.push(Buffer.from(chunk.subarray(0, HEAD_BYTES - headLength)));
+          headChunks.push(chunk.subarray(0, HEAD_BYTES - headLength));
           headLength += Math.min(chunk.length, HEAD_BYTES - headLength);
         }
-        // Socket reads arrive in small pieces; the disk is far faster written in large ones.
-        let offset = 0;
-        while (offset < chunk.length) {
-          const n = chunk.copy(staging, used, offset);
-          used += n;
-          offset += n;
-          if (used === WRITE_BYTES) {
-            await writer.write(staging);
-            staging = Buffer.allocUnsafeSlow(WRITE_BYTES);
-            used = 0;
-          }
+        hash.update(chunk);
+        pending.push(chunk);
+        pendingBytes += chunk.length;
+        if (pendingBytes >= WRITE_BYTES) {
+          yield Buffer.concat(pending, pendingBytes);
+          pending = [];
+          pendingBytes = 0;
         }
       }
-      if (used > 0) await writer.write(staging.subarray(0, used));
+      if (pendingBytes > 0) yield Buffer.concat(pending, pendingBytes);
+    }
+    try {
+      await pipeline(
+        metered(),
+        createWriteStream(tempPath, { flags: 'wx', mode: 0o600, highWaterMark: WRITE_BYTES }),
+      );
       await this.failpoints.hit('dml.after_blob_write');
-      const digest = await writer.finish();
-      return { digest, size, head: Buffer.concat(headChunks), tempPath };
+      // fsync applies to the file, whichever descriptor asks for it.
+      const file = await open(tempPath, 'r');
+      try {
+        await file.sync();
+      } finally {
+        await file.close();
+      }
     } catch (error) {
-      await writer.abort();
       await unlink(tempPath).catch(() => {});
       throw translateFsError(error);
     }
+    return { digest: hash.digest('hex'), size, head: Buffer.concat(headChunks), tempPath };
   }
 
   /** Moves a received blob to its content address. Identical bytes already there are kept. */
@@ -165,82 +173,6 @@ export class FsBlobStore {
         if (info?.isFile()) yield { digest: name, mtimeMs: info.mtimeMs };
       }
     }
-  }
-}
-
-/** Most bytes handed to the worker and not yet written, before receiving waits for it. */
-const MAX_IN_FLIGHT = 8 * WRITE_BYTES;
-
-/**
- * Hashes and writes a blob on a worker thread (hash-write-worker.mjs): on two cores the main
- * thread receives the next bytes while the worker hashes and writes the last ones.
- */
-class HashWriter {
-  private readonly worker: Worker;
-  private inFlight = 0;
-  private failure: Error | null = null;
-  private wake: (() => void) | null = null;
-  private readonly finished: Promise<string>;
-
-  constructor(tempPath: string) {
-    this.worker = new Worker(new URL('./hash-write-worker.mjs', import.meta.url), {
-      workerData: { path: tempPath },
-    });
-    this.finished = new Promise<string>((resolve, reject) => {
-      this.worker.on(
-        'message',
-        (message: { acked?: number; done?: string; error?: { code: string | null; message: string } }) => {
-          if (message.acked !== undefined) this.inFlight -= message.acked;
-          if (message.done !== undefined) resolve(message.done);
-          if (message.error) {
-            this.failure = Object.assign(new Error(message.error.message), {
-              code: message.error.code ?? undefined,
-            });
-            reject(this.failure);
-          }
-          this.wake?.();
-        },
-      );
-      this.worker.on('error', (error) => {
-        this.failure = error;
-        reject(error);
-        this.wake?.();
-      });
-      this.worker.on('exit', () => {
-        this.failure ??= new Error('the blob writer stopped');
-        reject(this.failure);
-        this.wake?.();
-      });
-    });
-    this.finished.catch(() => {});
-  }
-
-  /** Hands `chunk` (whose memory moves to the worker) over, waiting while too much is in flight. */
-  async write(chunk: Buffer): Promise<void> {
-    if (this.failure) throw this.failure;
-    const view = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length);
-    this.inFlight += chunk.length;
-    this.worker.postMessage({ chunk: view }, [chunk.buffer as ArrayBuffer]);
-    while (this.inFlight > MAX_IN_FLIGHT && !this.failure) {
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-      });
-    }
-    if (this.failure) throw this.failure;
-  }
-
-  /** Fsyncs and closes the file; resolves to the hex SHA-256 of everything written. */
-  async finish(): Promise<string> {
-    this.worker.postMessage({ end: true });
-    try {
-      return await this.finished;
-    } finally {
-      await this.worker.terminate();
-    }
-  }
-
-  async abort(): Promise<void> {
-    await this.worker.terminate();
   }
 }
 
