@@ -5,10 +5,9 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, createReadStream, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 
 const SIZE = Number(process.env.BENCH_DML_BYTES ?? 1024 ** 3);
 const TOKEN = `gnt_bench_${'q'.repeat(40)}`;
@@ -75,31 +74,61 @@ try {
   });
   const pid = server.pid as number;
   const idle = rssBytes(pid);
+  // curl is the client: it costs little CPU, so the figures are the server's.
+  const curl = (args: string[]) =>
+    new Promise<string>((resolve, reject) => {
+      const child = spawn(
+        'curl',
+        ['-sS', '--fail-with-body', '-H', `authorization: Bearer ${TOKEN}`, ...args],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
+      child.on('error', reject);
+      child.on('exit', (code) =>
+        code === 0 ? resolve(out) : reject(new Error(`curl exited ${code}: ${out}`)),
+      );
+    });
   let id = '';
   const up = await measured(pid, async () => {
-    const res = await fetch(`${url}/api/v1/artifacts?component=bench&version=1.0.0&kind=file`, {
-      method: 'POST',
-      headers: {
-        authorization: `Bearer ${TOKEN}`,
-        'content-type': 'application/octet-stream',
-        'content-length': String(SIZE),
-      },
-      body: Readable.toWeb(createReadStream(file)) as ReadableStream,
-      duplex: 'half',
-    } as RequestInit);
-    const body = (await res.json()) as { id: string };
-    if (res.status !== 201) throw new Error(`upload: ${res.status} ${JSON.stringify(body)}`);
-    id = body.id;
+    const body = await curl([
+      '-X',
+      'POST',
+      '-T',
+      file,
+      '-H',
+      'content-type: application/octet-stream',
+      `${url}/api/v1/artifacts?component=bench&version=1.0.0&kind=file`,
+    ]);
+    id = (JSON.parse(body) as { id: string }).id;
   });
   const afterUpload = rssBytes(pid);
   const down = await measured(pid, async () => {
-    const res = await fetch(`${url}/api/v1/artifacts/${id}/content`, {
-      headers: { authorization: `Bearer ${TOKEN}` },
-    });
-    let received = 0;
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) received += chunk.length;
-    if (received !== SIZE) throw new Error(`download: got ${received} of ${SIZE} bytes`);
+    const written = await curl([
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{size_download}',
+      `${url}/api/v1/artifacts/${id}/content`,
+    ]);
+    if (Number(written) !== SIZE) throw new Error(`download: got ${written} of ${SIZE} bytes`);
   });
+  // The disk's own durable write rate, for reading the upload figure.
+  const d0 = performance.now();
+  execFileSync(
+    'dd',
+    [
+      'if=/dev/zero',
+      `of=${path.join(dir, 'dd.bin')}`,
+      'bs=1M',
+      `count=${Math.round(SIZE / 1024 / 1024)}`,
+      'conv=fdatasync',
+    ],
+    { stdio: 'ignore' },
+  );
+  const ddSeconds = (performance.now() - d0) / 1000;
 
   const mib = (n: number) => (n / 1024 / 1024).toFixed(0);
   const rate = (s: number) => (SIZE / 1024 / 1024 / s).toFixed(0);
@@ -110,6 +139,9 @@ try {
   console.log('|---|---:|---:|---:|---:|');
   console.log(
     `| openssl dgst -sha256 (baseline) | ${opensslSeconds.toFixed(2)} | ${rate(opensslSeconds)} | 1.00 | - |`,
+  );
+  console.log(
+    `| dd to disk with fdatasync (the disk's durable write limit) | ${ddSeconds.toFixed(2)} | ${rate(ddSeconds)} | ${(opensslSeconds / ddSeconds).toFixed(2)} | - |`,
   );
   console.log(
     `| upload (stream, hash, fsync, rename) | ${up.seconds.toFixed(2)} | ${rate(up.seconds)} | ${(opensslSeconds / up.seconds).toFixed(2)} | ${mib(up.peak - idle)} MiB |`,
