@@ -2,8 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { isRole, PERMISSIONS, ROLES, roleGrants } from './roles.ts';
 
 describe('roles', () => {
-  it('gives admin every permission and every role the public and authenticated ones', () => {
-    for (const p of PERMISSIONS) expect(roleGrants('admin', p)).toBe(true);
+  it('gives admin every permission but the agents’ own, and every role the public and authenticated ones', () => {
+    for (const p of PERMISSIONS) expect(roleGrants('admin', p)).toBe(p !== 'agent');
+    for (const r of ROLES) expect(roleGrants(r, 'agent')).toBe(false);
     for (const r of ROLES) {
       expect(roleGrants(r, 'public')).toBe(true);
       expect(roleGrants(r, 'authenticated')).toBe(true);

@@ -29,6 +29,10 @@ export const PERMISSIONS = [
   'events:read',
   'hardware:read',
   'hardware:write',
+  'inventory:read',
+  'inventory:write',
+  /** Agent routes: only an agent's own credential, never a user, reaches them. */
+  'agent',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
@@ -41,15 +45,16 @@ const READ: readonly Permission[] = [
   'keys:read',
   'events:read',
   'hardware:read',
+  'inventory:read',
 ];
 
 const GRANTS: Record<Role, readonly Permission[]> = {
-  admin: PERMISSIONS,
+  admin: PERMISSIONS.filter((p) => p !== 'agent'),
   'change-authority': READ,
   'release-manager': [...READ, 'artifacts:write'],
   deployer: [...READ, 'hardware:write'],
-  // Suppliers act only inside their scope; nothing is scoped yet, so they see only themselves.
-  supplier: ['public', 'authenticated', 'tokens:own'],
+  // Suppliers act only inside their scope: they see the targets of their own supplier.
+  supplier: ['public', 'authenticated', 'tokens:own', 'inventory:read'],
   viewer: READ,
 };
 

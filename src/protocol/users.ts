@@ -27,6 +27,7 @@ export const UserSchema = Strict({
   role: RoleSchema,
   disabled: Type.Boolean(),
   hasPassword: Type.Boolean(),
+  supplierId: Nullable(Type.String({ description: 'For supplier users: whose scope they act in' })),
   createdAt: Timestamp,
   updatedAt: Timestamp,
 });
@@ -39,6 +40,9 @@ export const CreateUserRequest = Strict({
   displayName: Type.Optional(Line({ maxLength: 200 })),
   role: RoleSchema,
   password: Type.Optional(Password),
+  supplier: Type.Optional(
+    Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,62}$', description: 'supplier name, for supplier users' }),
+  ),
 });
 export type CreateUserRequest = Static<typeof CreateUserRequest>;
 

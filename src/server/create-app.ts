@@ -29,6 +29,9 @@ import { createAuthenticateHook } from './http/authenticate.ts';
 import { type MappedError, mapError } from './http/error-mapping.ts';
 import type { App, RouteInfo } from './http/route-kit.ts';
 import { parseStrictJson } from './http/strict-json.ts';
+import { EnrollmentService } from './inventory/enrollment-service.ts';
+import { registerInventoryRoutes } from './inventory/inventory-routes.ts';
+import { InventoryService } from './inventory/inventory-service.ts';
 import { registerKeyRoutes } from './keys/key-routes.ts';
 import { PublisherKeyService } from './keys/publisher-keys.ts';
 import { registerMetaRoutes } from './meta-routes.ts';
@@ -159,6 +162,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     for (const method of [route.method].flat()) routeTable.push({ method, url: route.url, permission });
   });
   app.decorateRequest('principal', null);
+  app.decorateRequest('agent', null);
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
     reply.header('cache-control', 'no-store');
@@ -223,6 +227,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     onOwnPasswordChanged: (username) => forgetBootstrapPassword(deps.dataDir, username),
   });
   const users = new UserService(tx);
+  const enrollment = new EnrollmentService(tx);
 
   app.addHook(
     'onRequest',
@@ -231,6 +236,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
       clock: deps.clock,
       tokens,
       auth,
+      enrollment,
       publicOrigin: deps.publicUrl ? new URL(deps.publicUrl).origin : undefined,
     }),
   );
@@ -243,6 +249,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerEventRoutes(app, { database: deps.database });
   registerKeyRoutes(app, new PublisherKeyService(tx));
   registerArtifactRoutes(app, artifacts, deps.blobs);
+  registerInventoryRoutes(app, new InventoryService(tx), enrollment);
   registerHardwareRoutes(app, new HardwareService(tx), { csvLimit: 8 * 1024 * 1024 });
 
   await app.ready();

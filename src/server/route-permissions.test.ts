@@ -14,7 +14,7 @@ const READERS: readonly Role[] = ['admin', 'change-authority', 'release-manager'
 const PUBLISHERS: readonly Role[] = ['admin', 'release-manager'];
 const HARDWARE_KEEPERS: readonly Role[] = ['admin', 'deployer'];
 
-const EXPECTED: Record<string, 'public' | readonly Role[]> = {
+const EXPECTED: Record<string, 'public' | 'agent' | readonly Role[]> = {
   'GET /healthz': 'public',
   'GET /readyz': 'public',
   'GET /api/v1/version': 'public',
@@ -52,13 +52,28 @@ const EXPECTED: Record<string, 'public' | readonly Role[]> = {
   'POST /api/v1/hardware': HARDWARE_KEEPERS,
   'POST /api/v1/hardware/import': HARDWARE_KEEPERS,
   'POST /api/v1/hardware/:ref/moves': HARDWARE_KEEPERS,
+  'GET /api/v1/environments': EVERYONE,
+  'POST /api/v1/environments': ADMIN,
+  'GET /api/v1/environments/:name': EVERYONE,
+  'PATCH /api/v1/environments/:name': ADMIN,
+  'GET /api/v1/suppliers': ADMIN,
+  'POST /api/v1/suppliers': ADMIN,
+  'GET /api/v1/targets': EVERYONE,
+  'GET /api/v1/targets/:ref': EVERYONE,
+  'POST /api/v1/targets/:ref/retire': ADMIN,
+  'POST /api/v1/targets/:ref/revoke-agent': ADMIN,
+  'POST /api/v1/enrollment-tokens': ADMIN,
+  'POST /api/v1/agent/enroll': 'public',
+  // Only an agent's own credential: every user, admin included, is turned away as unknown.
+  'POST /api/v1/agent/heartbeat': 'agent',
 };
 
 function concreteUrl(url: string): string {
   return url
     .replace(/:id/g, '00000000-0000-4000-8000-000000000000')
     .replace(/:digest/g, `sha256:${'0'.repeat(64)}`)
-    .replace(/:ref/g, 'NO-SUCH-TAG');
+    .replace(/:ref/g, 'NO-SUCH-TAG')
+    .replace(/:name/g, 'no-such-env');
 }
 
 for (const kind of testDatabases()) {
@@ -91,6 +106,14 @@ for (const kind of testDatabases()) {
         }
         const url = concreteUrl(route.url);
         const anonymous = await t.call(route.method, url);
+        if (allowed === 'agent') {
+          for (const role of [undefined, ...ROLES]) {
+            const result = await t.call(route.method, url, { token: role ? tokens.get(role) : undefined });
+            if (result.status !== 401)
+              failures.push(`${key} as ${role ?? 'anonymous'}: ${result.status}, wanted 401`);
+          }
+          continue;
+        }
         if (allowed === 'public') {
           if (anonymous.status === 401 || anonymous.status === 403)
             failures.push(`${key} anonymous: ${anonymous.status}`);

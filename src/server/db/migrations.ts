@@ -159,6 +159,63 @@ export const MIGRATIONS: Record<string, Migration> = {
         .execute();
     },
   },
+  '0003-inventory-agents': {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('suppliers')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull().unique())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.alterTable('users').addColumn('supplier_id', 'text').execute();
+
+      await db.schema
+        .createTable('environments')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull().unique())
+        .addColumn('position', 'integer', (c) => c.notNull())
+        .addColumn('policy', 'text', (c) => c.notNull())
+        .addColumn('standards', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('targets')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull().unique())
+        .addColumn('environment_id', 'text', (c) => c.notNull().references('environments.id'))
+        .addColumn('labels', 'text', (c) => c.notNull())
+        .addColumn('supplier_id', 'text')
+        .addColumn('facts', 'text', (c) => c.notNull())
+        .addColumn('last_seen_at', 'text')
+        .addColumn('retired_at', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('agents')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('target_id', 'text', (c) => c.notNull().references('targets.id'))
+        .addColumn('credential_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('revoked_at', 'text')
+        .execute();
+
+      await db.schema
+        .createTable('enrollment_tokens')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('secret_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('environment_id', 'text', (c) => c.notNull().references('environments.id'))
+        .addColumn('labels', 'text', (c) => c.notNull())
+        .addColumn('supplier_id', 'text')
+        .addColumn('expires_at', 'text', (c) => c.notNull())
+        .addColumn('used_at', 'text')
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 class InCodeMigrationProvider implements MigrationProvider {

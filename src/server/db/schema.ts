@@ -10,6 +10,8 @@ export interface UsersTable {
   role: string;
   password_hash: string | null;
   disabled: number;
+  /** Set for supplier users: they see only what belongs to this supplier. */
+  supplier_id: string | null;
   created_at: string;
   updated_at: string;
 }
@@ -126,6 +128,54 @@ export interface HardwareMovesTable {
   note: string | null;
 }
 
+export interface SuppliersTable {
+  id: string;
+  name: string;
+  created_at: string;
+}
+
+export interface EnvironmentsTable {
+  id: string;
+  name: string;
+  position: number;
+  policy: string;
+  standards: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface TargetsTable {
+  id: string;
+  name: string;
+  environment_id: string;
+  labels: string;
+  supplier_id: string | null;
+  facts: string;
+  last_seen_at: string | null;
+  retired_at: string | null;
+  created_at: string;
+}
+
+export interface AgentsTable {
+  id: string;
+  target_id: string;
+  credential_hash: string;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+export interface EnrollmentTokensTable {
+  id: string;
+  secret_hash: string;
+  environment_id: string;
+  labels: string;
+  supplier_id: string | null;
+  expires_at: string;
+  used_at: string | null;
+  created_by: string;
+  created_at: string;
+}
+
 export interface Tables {
   users: UsersTable;
   api_tokens: ApiTokensTable;
@@ -138,4 +188,9 @@ export interface Tables {
   events: EventsTable;
   hardware_items: HardwareItemsTable;
   hardware_moves: HardwareMovesTable;
+  suppliers: SuppliersTable;
+  environments: EnvironmentsTable;
+  targets: TargetsTable;
+  agents: AgentsTable;
+  enrollment_tokens: EnrollmentTokensTable;
 }

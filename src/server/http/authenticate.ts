@@ -11,6 +11,7 @@ import type { AuthService } from '../auth/auth-service.ts';
 import { can, type Principal } from '../auth/principal.ts';
 import type { Clock } from '../clock.ts';
 import type { Database } from '../db/database.ts';
+import type { EnrollmentService } from '../inventory/enrollment-service.ts';
 import type { TokenService } from '../tokens/token-service.ts';
 import { UserStore } from '../users/user-store.ts';
 
@@ -23,6 +24,7 @@ export interface AuthenticateDeps {
   clock: Clock;
   tokens: TokenService;
   auth: AuthService;
+  enrollment: EnrollmentService;
   /** Origin of the configured public URL, if any; otherwise the request's own Host is the origin. */
   publicOrigin: string | undefined;
 }
@@ -32,6 +34,11 @@ export function createAuthenticateHook(deps: AuthenticateDeps) {
     const permission = request.routeOptions.config.permission;
     if (permission === undefined) return; // unknown route: the not-found handler answers
     const stateChanging = !SAFE_METHODS.has(request.method);
+
+    if (permission === 'agent') {
+      request.agent = await deps.enrollment.authenticate(bearer(request, 'an agent credential (gna_…)'));
+      return;
+    }
 
     if (permission === 'public') {
       // Login CSRF: a public state-changing call (login) must not come from another site's page.
@@ -63,6 +70,13 @@ export function createAuthenticateHook(deps: AuthenticateDeps) {
       );
     }
   };
+}
+
+function bearer(request: FastifyRequest, what: string): string {
+  const match = /^Bearer ([\x21-\x7e]+)$/.exec(request.headers.authorization ?? '');
+  if (!match?.[1])
+    throw new GantryError('UNAUTHENTICATED', `Send ${what} as \`Authorization: Bearer <credential>\`.`);
+  return match[1];
 }
 
 async function resolvePrincipal(request: FastifyRequest, deps: AuthenticateDeps): Promise<Principal> {

@@ -12,6 +12,7 @@ import { GantryError } from '../../core/errors.ts';
 import type { Permission } from '../../core/roles.ts';
 import { ErrorBody } from '../../protocol/common.ts';
 import type { Principal } from '../auth/principal.ts';
+import type { AgentIdentity } from '../inventory/enrollment-service.ts';
 
 export type App = FastifyInstance<
   RawServerDefault,
@@ -38,12 +39,20 @@ declare module 'fastify' {
   }
   interface FastifyRequest {
     principal: Principal | null;
+    /** Set on agent routes: the agent whose credential was presented. */
+    agent: AgentIdentity | null;
   }
 }
 
 /** Response schemas: the success body plus the common error body for every failure status. */
 export function responses<T extends TSchema>(ok: T, status = 200) {
   return { [status]: ok, '4xx': ErrorBody, '5xx': ErrorBody } as const;
+}
+
+/** The agent calling an agent route. */
+export function agentOf(request: { agent: AgentIdentity | null }): AgentIdentity {
+  if (!request.agent) throw new GantryError('UNAUTHENTICATED', 'This route is for agents.');
+  return request.agent;
 }
 
 /** The authenticated caller; routes that need one are only reached after the auth hook found it. */

@@ -22,6 +22,7 @@ export function toUserView(user: User): UserView {
     role: user.role,
     disabled: user.disabled,
     hasPassword: user.passwordHash !== null,
+    supplierId: user.supplierId,
     createdAt: user.createdAt,
     updatedAt: user.updatedAt,
   };

@@ -15,6 +15,8 @@ export interface CreateUserInput {
   displayName?: string | undefined;
   role: Role;
   password?: string | undefined;
+  /** Supplier name; a supplier user acts only inside this supplier's scope. */
+  supplier?: string | undefined;
 }
 
 export interface UpdateUserInput {
@@ -43,12 +45,28 @@ export class UserService {
     const passwordHash = input.password !== undefined ? await hashPassword(input.password) : null;
     try {
       return await inTransaction(this.deps, actorOf(by), async (uow) => {
+        let supplierId: string | null = null;
+        if (input.supplier !== undefined) {
+          const supplier = await uow.db
+            .selectFrom('suppliers')
+            .select('id')
+            .where('name', '=', input.supplier)
+            .executeTakeFirst();
+          if (!supplier)
+            throw new GantryError(
+              'NOT_FOUND',
+              `No supplier '${input.supplier}'. Create it with \`gantry suppliers create\`.`,
+              { field: '/supplier' },
+            );
+          supplierId = supplier.id;
+        }
         const user = await new UserStore(uow.db).insert({
           id: randomUUID(),
           username: input.username,
           displayName: input.displayName ?? input.username,
           role: input.role,
           passwordHash,
+          supplierId,
           createdAt: uow.now.toISOString(),
         });
         await uow.audit({

@@ -10,6 +10,8 @@ export interface User {
   role: Role;
   passwordHash: string | null;
   disabled: boolean;
+  /** For supplier users: the supplier whose scope they act in. */
+  supplierId: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -20,6 +22,7 @@ export interface NewUser {
   displayName: string;
   role: Role;
   passwordHash: string | null;
+  supplierId?: string | null | undefined;
   createdAt: string;
 }
 
@@ -43,11 +46,12 @@ export class UserStore {
         role: user.role,
         password_hash: user.passwordHash,
         disabled: 0,
+        supplier_id: user.supplierId ?? null,
         created_at: user.createdAt,
         updated_at: user.createdAt,
       })
       .execute();
-    return { ...user, disabled: false, updatedAt: user.createdAt };
+    return { ...user, supplierId: user.supplierId ?? null, disabled: false, updatedAt: user.createdAt };
   }
 
   async findById(id: string): Promise<User | undefined> {
@@ -111,6 +115,7 @@ function toUser(row: UsersTable): User {
     role: row.role,
     passwordHash: row.password_hash,
     disabled: Number(row.disabled) === 1,
+    supplierId: row.supplier_id,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };

@@ -1,0 +1,110 @@
+import { type Static, Type } from '@sinclair/typebox';
+import { LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN, NAME_PATTERN } from '../core/inventory.ts';
+import { Id, Line, Nullable, Strict, Timestamp } from './common.ts';
+
+export const InventoryName = Type.String({
+  pattern: NAME_PATTERN,
+  description: 'lower-case letters, digits, . _ -',
+});
+export const LabelsSchema = Type.Record(
+  Type.String({ pattern: LABEL_KEY_PATTERN }),
+  Type.String({ pattern: LABEL_VALUE_PATTERN }),
+  {
+    maxProperties: 32,
+  },
+);
+
+export const StandardsSchema = Strict({
+  os: Type.Optional(Type.Array(Line({ maxLength: 40 }), { maxItems: 10 })),
+  arch: Type.Optional(Type.Array(Line({ maxLength: 40 }), { maxItems: 10 })),
+  minFreeDiskBytes: Type.Optional(Type.Integer({ minimum: 0 })),
+  minNodeMajor: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000 })),
+});
+
+export const FactsSchema = Strict({
+  os: Type.Optional(Line({ maxLength: 40 })),
+  arch: Type.Optional(Line({ maxLength: 40 })),
+  freeDiskBytes: Type.Optional(Type.Integer({ minimum: 0 })),
+  nodeVersion: Type.Optional(Line({ maxLength: 40 })),
+  hostname: Type.Optional(Line({ maxLength: 255 })),
+});
+
+export const EnvironmentSchema = Strict({
+  id: Id,
+  name: Type.String(),
+  position: Type.Integer(),
+  policy: Type.Record(Type.String(), Type.Unknown()),
+  standards: StandardsSchema,
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+});
+export const EnvironmentList = Strict({ environments: Type.Array(EnvironmentSchema) });
+export const CreateEnvironmentRequest = Strict({
+  name: InventoryName,
+  position: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000 })),
+  standards: Type.Optional(StandardsSchema),
+});
+export const UpdateEnvironmentRequest = Strict(
+  {
+    position: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000 })),
+    standards: Type.Optional(StandardsSchema),
+  },
+  { minProperties: 1 },
+);
+export const NameParams = Strict({ name: InventoryName });
+export const RefParams = Strict({
+  ref: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._-]+$' }),
+});
+
+export const SupplierSchema = Strict({ id: Id, name: Type.String(), createdAt: Timestamp });
+export const SupplierList = Strict({ suppliers: Type.Array(SupplierSchema) });
+export const CreateSupplierRequest = Strict({ name: InventoryName });
+
+export const TargetSchema = Strict({
+  id: Id,
+  name: Type.String(),
+  environment: Type.String(),
+  labels: Type.Record(Type.String(), Type.String()),
+  supplierId: Nullable(Type.String()),
+  facts: FactsSchema,
+  state: Type.Union([
+    Type.Literal('online'),
+    Type.Literal('stale'),
+    Type.Literal('offline'),
+    Type.Literal('retired'),
+  ]),
+  lastSeenAt: Nullable(Timestamp),
+  standardsProblems: Type.Array(Type.String()),
+  createdAt: Timestamp,
+});
+export const TargetList = Strict({ targets: Type.Array(TargetSchema) });
+export const TargetListQuery = Strict({ environment: Type.Optional(InventoryName) });
+
+export const CreateEnrollmentTokenRequest = Strict({
+  environment: InventoryName,
+  labels: Type.Optional(LabelsSchema),
+  supplier: Type.Optional(InventoryName),
+  expiresInHours: Type.Optional(Type.Integer({ minimum: 1, maximum: 24 * 30 })),
+});
+export const EnrollmentTokenCreated = Strict({
+  id: Id,
+  secret: Type.String({ description: 'Shown once; give it to the agent with --enroll' }),
+  environment: Type.String(),
+  labels: Type.Record(Type.String(), Type.String()),
+  expiresAt: Timestamp,
+});
+
+export const EnrollRequest = Strict({
+  token: Type.String({ minLength: 1, maxLength: 200 }),
+  name: InventoryName,
+  facts: FactsSchema,
+});
+export const EnrollResponse = Strict({
+  agentId: Id,
+  targetId: Id,
+  credential: Type.String({ description: 'The agent’s own credential; shown once' }),
+  heartbeatSeconds: Type.Integer(),
+});
+export const HeartbeatRequest = Strict({ facts: FactsSchema });
+export const HeartbeatResponse = Strict({ serverTime: Timestamp, heartbeatSeconds: Type.Integer() });
+export type HeartbeatResponse = Static<typeof HeartbeatResponse>;

@@ -1,0 +1,226 @@
+/**
+ * Agents join through enrollment tokens: an admin makes one for an environment (with labels and
+ * an expiry); an agent trades it, once, for its own credential and a target of its own. Gantry
+ * keeps only hashes of both. Agents then send heartbeats with their host facts.
+ */
+import { randomBytes } from 'node:crypto';
+import { GantryError } from '../../core/errors.ts';
+import type { HostFacts, Labels } from '../../core/inventory.ts';
+import type { AuditActor } from '../audit/audit-log.ts';
+import { actorOf, type Principal } from '../auth/principal.ts';
+import { isUniqueViolation } from '../db/db-errors.ts';
+import { newSortableId } from '../ids.ts';
+import { hashSecret } from '../tokens/token-secret.ts';
+import { inTransaction, type TransactionDeps } from '../unit-of-work.ts';
+import { HEARTBEAT_SECONDS } from './inventory-service.ts';
+
+export const ENROLLMENT_PREFIX = 'gne_';
+export const AGENT_PREFIX = 'gna_';
+
+export interface AgentIdentity {
+  agentId: string;
+  targetId: string;
+  targetName: string;
+}
+
+export class EnrollmentService {
+  constructor(private readonly deps: TransactionDeps) {}
+
+  async createToken(
+    by: Principal,
+    input: {
+      environment: string;
+      labels?: Labels | undefined;
+      supplier?: string | undefined;
+      expiresInHours?: number | undefined;
+    },
+  ): Promise<{ id: string; secret: string; environment: string; labels: Labels; expiresAt: string }> {
+    return inTransaction(this.deps, actorOf(by), async (uow) => {
+      const env = await uow.db
+        .selectFrom('environments')
+        .select('id')
+        .where('name', '=', input.environment)
+        .executeTakeFirst();
+      if (!env)
+        throw new GantryError(
+          'NOT_FOUND',
+          `No environment '${input.environment}'. Create it with \`gantry env create\`.`,
+        );
+      let supplierId: string | null = null;
+      if (input.supplier !== undefined) {
+        const supplier = await uow.db
+          .selectFrom('suppliers')
+          .select('id')
+          .where('name', '=', input.supplier)
+          .executeTakeFirst();
+        if (!supplier)
+          throw new GantryError(
+            'NOT_FOUND',
+            `No supplier '${input.supplier}'. See \`gantry suppliers list\`.`,
+          );
+        supplierId = supplier.id;
+      }
+      const secret = ENROLLMENT_PREFIX + randomBytes(32).toString('base64url');
+      const id = newSortableId();
+      const expiresAt = new Date(uow.now.getTime() + (input.expiresInHours ?? 24) * 3_600_000).toISOString();
+      const labels = input.labels ?? {};
+      await uow.db
+        .insertInto('enrollment_tokens')
+        .values({
+          id,
+          secret_hash: hashSecret(secret),
+          environment_id: env.id,
+          labels: JSON.stringify(labels),
+          supplier_id: supplierId,
+          expires_at: expiresAt,
+          used_at: null,
+          created_by: actorOf(by).actor,
+          created_at: uow.now.toISOString(),
+        })
+        .execute();
+      await uow.audit({
+        action: 'enrollment_token.created',
+        subject: `enrollment-token:${id}`,
+        details: { environment: input.environment, labels, expiresAt },
+      });
+      return { id, secret, environment: input.environment, labels, expiresAt };
+    });
+  }
+
+  /** Trades an enrollment token for an agent credential and a new target; the token is spent. */
+  async enroll(
+    input: { token: string; name: string; facts: HostFacts },
+    source: string | null,
+  ): Promise<{ agentId: string; targetId: string; credential: string; heartbeatSeconds: number }> {
+    const actor: AuditActor = { actor: `agent:${input.name}`, source };
+    try {
+      return await inTransaction(this.deps, actor, async (uow) => {
+        const token = await uow.db
+          .selectFrom('enrollment_tokens')
+          .selectAll()
+          .where('secret_hash', '=', hashSecret(input.token))
+          .executeTakeFirst();
+        // One answer for unknown, spent and expired tokens: nothing to learn by guessing.
+        if (!token || token.used_at !== null || token.expires_at <= uow.now.toISOString()) {
+          throw new GantryError(
+            'UNAUTHENTICATED',
+            'The enrollment token is unknown, already used, or expired. Ask an admin for a new one (`gantry agents enroll-token`).',
+          );
+        }
+        await uow.db
+          .updateTable('enrollment_tokens')
+          .set({ used_at: uow.now.toISOString() })
+          .where('id', '=', token.id)
+          .where('used_at', 'is', null)
+          .execute();
+        const targetId = newSortableId();
+        await uow.db
+          .insertInto('targets')
+          .values({
+            id: targetId,
+            name: input.name,
+            environment_id: token.environment_id,
+            labels: token.labels,
+            supplier_id: token.supplier_id,
+            facts: JSON.stringify(input.facts),
+            last_seen_at: uow.now.toISOString(),
+            retired_at: null,
+            created_at: uow.now.toISOString(),
+          })
+          .execute();
+        const credential = AGENT_PREFIX + randomBytes(32).toString('base64url');
+        const agentId = newSortableId();
+        await uow.db
+          .insertInto('agents')
+          .values({
+            id: agentId,
+            target_id: targetId,
+            credential_hash: hashSecret(credential),
+            created_at: uow.now.toISOString(),
+            revoked_at: null,
+          })
+          .execute();
+        await uow.audit({
+          action: 'agent.enrolled',
+          subject: `target:${targetId}`,
+          details: {
+            name: input.name,
+            agentId,
+            enrollmentToken: token.id,
+            labels: JSON.parse(token.labels) as Labels,
+          },
+        });
+        return { agentId, targetId, credential, heartbeatSeconds: HEARTBEAT_SECONDS };
+      });
+    } catch (error) {
+      if (isUniqueViolation(error))
+        throw new GantryError(
+          'CONFLICT',
+          `A target named '${input.name}' already exists; enroll under another name.`,
+          { field: '/name' },
+        );
+      throw error;
+    }
+  }
+
+  /** The agent behind a credential, or why it is not accepted. */
+  async authenticate(credential: string): Promise<AgentIdentity> {
+    const row = await this.deps.database.db
+      .selectFrom('agents')
+      .innerJoin('targets', 'targets.id', 'agents.target_id')
+      .select([
+        'agents.id as agentId',
+        'agents.revoked_at as revokedAt',
+        'targets.id as targetId',
+        'targets.name as targetName',
+        'targets.retired_at as retiredAt',
+      ])
+      .where('agents.credential_hash', '=', hashSecret(credential))
+      .executeTakeFirst();
+    if (!row)
+      throw new GantryError(
+        'UNAUTHENTICATED',
+        'The agent credential is not known to this server; enroll the agent again.',
+      );
+    if (row.revokedAt !== null || row.retiredAt !== null) {
+      throw new GantryError(
+        'UNAUTHENTICATED',
+        `The agent of target '${row.targetName}' was revoked; enroll it again with a new token.`,
+      );
+    }
+    return { agentId: row.agentId, targetId: row.targetId, targetName: row.targetName };
+  }
+
+  /** Records a heartbeat: the target is seen now, with these facts. Not audited (no decision is made). */
+  async heartbeat(
+    agent: AgentIdentity,
+    facts: HostFacts,
+  ): Promise<{ serverTime: string; heartbeatSeconds: number }> {
+    const now = this.deps.clock.now().toISOString();
+    await this.deps.database.db
+      .updateTable('targets')
+      .set({ last_seen_at: now, facts: JSON.stringify(facts) })
+      .where('id', '=', agent.targetId)
+      .execute();
+    return { serverTime: now, heartbeatSeconds: HEARTBEAT_SECONDS };
+  }
+
+  async revokeAgentOfTarget(by: Principal, targetId: string, targetName: string): Promise<number> {
+    return inTransaction(this.deps, actorOf(by), async (uow) => {
+      const result = await uow.db
+        .updateTable('agents')
+        .set({ revoked_at: uow.now.toISOString() })
+        .where('target_id', '=', targetId)
+        .where('revoked_at', 'is', null)
+        .executeTakeFirst();
+      const revoked = Number(result.numUpdatedRows);
+      if (revoked > 0)
+        await uow.audit({
+          action: 'agent.revoked',
+          subject: `target:${targetId}`,
+          details: { name: targetName },
+        });
+      return revoked;
+    });
+  }
+}

@@ -1,0 +1,203 @@
+/** /api/v1/environments, /api/v1/suppliers, /api/v1/targets, /api/v1/agents, /api/v1/agent/* */
+import {
+  CreateEnrollmentTokenRequest,
+  CreateEnvironmentRequest,
+  CreateSupplierRequest,
+  EnrollmentTokenCreated,
+  EnrollRequest,
+  EnrollResponse,
+  EnvironmentList,
+  EnvironmentSchema,
+  HeartbeatRequest,
+  HeartbeatResponse,
+  NameParams,
+  RefParams,
+  SupplierList,
+  SupplierSchema,
+  TargetList,
+  TargetListQuery,
+  TargetSchema,
+  UpdateEnvironmentRequest,
+} from '../../protocol/inventory.ts';
+import { type App, agentOf, principalOf, responses } from '../http/route-kit.ts';
+import type { EnrollmentService } from './enrollment-service.ts';
+import type { InventoryService } from './inventory-service.ts';
+
+export function registerInventoryRoutes(
+  app: App,
+  inventory: InventoryService,
+  enrollment: EnrollmentService,
+): void {
+  app.get(
+    '/api/v1/environments',
+    {
+      config: { permission: 'inventory:read' },
+      schema: { tags: ['inventory'], summary: 'Environments in order', response: responses(EnvironmentList) },
+    },
+    async () => ({ environments: await inventory.listEnvironments() }),
+  );
+  app.post(
+    '/api/v1/environments',
+    {
+      config: { permission: 'inventory:write' },
+      schema: {
+        tags: ['inventory'],
+        summary: 'Create an environment',
+        body: CreateEnvironmentRequest,
+        response: responses(EnvironmentSchema, 201),
+      },
+    },
+    async (request, reply) =>
+      reply.status(201).send(await inventory.createEnvironment(principalOf(request), request.body)),
+  );
+  app.get(
+    '/api/v1/environments/:name',
+    {
+      config: { permission: 'inventory:read' },
+      schema: {
+        tags: ['inventory'],
+        summary: 'Show an environment',
+        params: NameParams,
+        response: responses(EnvironmentSchema),
+      },
+    },
+    async (request) => inventory.environment(request.params.name),
+  );
+  app.patch(
+    '/api/v1/environments/:name',
+    {
+      config: { permission: 'inventory:write' },
+      schema: {
+        tags: ['inventory'],
+        summary: 'Change an environment’s order or platform standards',
+        params: NameParams,
+        body: UpdateEnvironmentRequest,
+        response: responses(EnvironmentSchema),
+      },
+    },
+    async (request) => inventory.updateEnvironment(principalOf(request), request.params.name, request.body),
+  );
+
+  app.get(
+    '/api/v1/suppliers',
+    {
+      config: { permission: 'inventory:write' },
+      schema: { tags: ['inventory'], summary: 'List suppliers', response: responses(SupplierList) },
+    },
+    async () => ({ suppliers: await inventory.listSuppliers() }),
+  );
+  app.post(
+    '/api/v1/suppliers',
+    {
+      config: { permission: 'inventory:write' },
+      schema: {
+        tags: ['inventory'],
+        summary: 'Create a supplier',
+        body: CreateSupplierRequest,
+        response: responses(SupplierSchema, 201),
+      },
+    },
+    async (request, reply) =>
+      reply.status(201).send(await inventory.createSupplier(principalOf(request), request.body.name)),
+  );
+
+  app.get(
+    '/api/v1/targets',
+    {
+      config: { permission: 'inventory:read' },
+      schema: {
+        tags: ['inventory'],
+        summary: 'Targets you may see, with liveness and platform standards',
+        querystring: TargetListQuery,
+        response: responses(TargetList),
+      },
+    },
+    async (request) => ({ targets: await inventory.listTargets(principalOf(request), request.query) }),
+  );
+  app.get(
+    '/api/v1/targets/:ref',
+    {
+      config: { permission: 'inventory:read' },
+      schema: {
+        tags: ['inventory'],
+        summary: 'Show a target (by id or name)',
+        params: RefParams,
+        response: responses(TargetSchema),
+      },
+    },
+    async (request) => inventory.target(principalOf(request), request.params.ref),
+  );
+  app.post(
+    '/api/v1/targets/:ref/retire',
+    {
+      config: { permission: 'inventory:write' },
+      schema: {
+        tags: ['inventory'],
+        summary: 'Retire a target; its agent credential stops working',
+        params: RefParams,
+        response: responses(TargetSchema),
+      },
+    },
+    async (request) => inventory.retireTarget(principalOf(request), request.params.ref),
+  );
+  app.post(
+    '/api/v1/targets/:ref/revoke-agent',
+    {
+      config: { permission: 'inventory:write' },
+      schema: {
+        tags: ['inventory'],
+        summary: 'Revoke the agent credential of a target (it must enroll again)',
+        params: RefParams,
+        response: responses(TargetSchema),
+      },
+    },
+    async (request) => {
+      const principal = principalOf(request);
+      const target = await inventory.target(principal, request.params.ref);
+      await enrollment.revokeAgentOfTarget(principal, target.id, target.name);
+      return inventory.target(principal, request.params.ref);
+    },
+  );
+
+  app.post(
+    '/api/v1/enrollment-tokens',
+    {
+      config: { permission: 'inventory:write' },
+      schema: {
+        tags: ['agents'],
+        summary: 'Make a one-time enrollment token for an agent in an environment',
+        body: CreateEnrollmentTokenRequest,
+        response: responses(EnrollmentTokenCreated, 201),
+      },
+    },
+    async (request, reply) =>
+      reply.status(201).send(await enrollment.createToken(principalOf(request), request.body)),
+  );
+
+  app.post(
+    '/api/v1/agent/enroll',
+    {
+      config: { permission: 'public' },
+      schema: {
+        tags: ['agents'],
+        summary: 'An agent trades its enrollment token for its own credential',
+        body: EnrollRequest,
+        response: responses(EnrollResponse, 201),
+      },
+    },
+    async (request, reply) => reply.status(201).send(await enrollment.enroll(request.body, request.ip)),
+  );
+  app.post(
+    '/api/v1/agent/heartbeat',
+    {
+      config: { permission: 'agent' },
+      schema: {
+        tags: ['agents'],
+        summary: 'An agent reports that it lives, with its host facts',
+        body: HeartbeatRequest,
+        response: responses(HeartbeatResponse),
+      },
+    },
+    async (request) => enrollment.heartbeat(agentOf(request), request.body.facts),
+  );
+}

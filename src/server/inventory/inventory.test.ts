@@ -1,0 +1,154 @@
+/** Environments, suppliers, targets and agent enrollment through the real HTTP stack on every database. */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ADMIN_TOKEN, startTestApp, type TestApp } from '../../../test/helpers/test-app.ts';
+import { testDatabases } from '../../../test/helpers/test-databases.ts';
+
+const FACTS = { os: 'linux', arch: 'x64', freeDiskBytes: 5e9, nodeVersion: 'v20.20.2', hostname: 'web-1' };
+
+for (const kind of testDatabases()) {
+  describe(`inventory and enrollment on ${kind.name}`, () => {
+    let t: TestApp;
+    beforeEach(async () => {
+      t = await startTestApp(kind);
+      for (const name of ['test', 'production']) {
+        expect(
+          (await t.call('POST', '/api/v1/environments', { token: ADMIN_TOKEN, body: { name } })).status,
+        ).toBe(201);
+      }
+    });
+    afterEach(async () => t.close());
+
+    async function enroll(
+      name: string,
+      body: Record<string, unknown> = { environment: 'production', labels: { region: 'eu' } },
+    ) {
+      const token = await t.call('POST', '/api/v1/enrollment-tokens', { token: ADMIN_TOKEN, body });
+      expect(token.status).toBe(201);
+      const res = await t.call('POST', '/api/v1/agent/enroll', {
+        body: { token: token.body.secret, name, facts: FACTS },
+      });
+      expect(res.status).toBe(201);
+      return { ...res.body, enrollmentSecret: token.body.secret as string };
+    }
+
+    it('keeps environments in order and refuses a second of the same name', async () => {
+      const list = await t.call('GET', '/api/v1/environments', { token: ADMIN_TOKEN });
+      expect(list.body.environments.map((e: { name: string }) => e.name)).toEqual(['test', 'production']);
+      expect(
+        (await t.call('POST', '/api/v1/environments', { token: ADMIN_TOKEN, body: { name: 'test' } })).status,
+      ).toBe(409);
+      await t.call('PATCH', '/api/v1/environments/production', { token: ADMIN_TOKEN, body: { position: 1 } });
+      const reordered = await t.call('GET', '/api/v1/environments', { token: ADMIN_TOKEN });
+      expect(reordered.body.environments.map((e: { name: string }) => e.name)).toEqual([
+        'production',
+        'test',
+      ]);
+    });
+
+    it('an agent enrolls once with its token, then its heartbeats keep its target online with its facts', async () => {
+      const agent = await enroll('web-1');
+      expect(agent.credential).toMatch(/^gna_/);
+      const again = await t.call('POST', '/api/v1/agent/enroll', {
+        body: { token: agent.enrollmentSecret, name: 'web-2', facts: FACTS },
+      });
+      expect(again.status).toBe(401);
+      t.clock.advance(5 * 60_000);
+      expect((await t.call('GET', '/api/v1/targets/web-1', { token: ADMIN_TOKEN })).body.state).toBe(
+        'offline',
+      );
+      const beat = await t.call('POST', '/api/v1/agent/heartbeat', {
+        token: agent.credential,
+        body: { facts: { ...FACTS, freeDiskBytes: 4e9 } },
+      });
+      expect(beat.status).toBe(200);
+      const target = await t.call('GET', '/api/v1/targets/web-1', { token: ADMIN_TOKEN });
+      expect(target.body).toMatchObject({
+        environment: 'production',
+        labels: { region: 'eu' },
+        state: 'online',
+        facts: { freeDiskBytes: 4e9 },
+      });
+      const rows = JSON.stringify(await t.db.database.db.selectFrom('agents').selectAll().execute());
+      expect(rows).not.toContain(agent.credential);
+      const audit = await t.call('GET', '/api/v1/audit?action=agent.enrolled', { token: ADMIN_TOKEN });
+      expect(audit.body.entries[0]).toMatchObject({
+        actor: 'agent:web-1',
+        subject: `target:${agent.targetId}`,
+      });
+    });
+
+    it('refuses an expired enrollment token, and a user token on agent routes', async () => {
+      const token = await t.call('POST', '/api/v1/enrollment-tokens', {
+        token: ADMIN_TOKEN,
+        body: { environment: 'test', expiresInHours: 1 },
+      });
+      t.clock.advance(3_600_001);
+      const late = await t.call('POST', '/api/v1/agent/enroll', {
+        body: { token: token.body.secret, name: 'late', facts: FACTS },
+      });
+      expect(late.status).toBe(401);
+      expect(late.body.error.message).toContain('expired');
+      expect(
+        (await t.call('POST', '/api/v1/agent/heartbeat', { token: ADMIN_TOKEN, body: { facts: FACTS } }))
+          .status,
+      ).toBe(401);
+    });
+
+    it('a retired target or a revoked agent cannot send heartbeats any more', async () => {
+      const a = await enroll('db-1');
+      const b = await enroll('db-2');
+      await t.call('POST', '/api/v1/targets/db-1/retire', { token: ADMIN_TOKEN });
+      await t.call('POST', '/api/v1/targets/db-2/revoke-agent', { token: ADMIN_TOKEN });
+      for (const agent of [a, b]) {
+        const res = await t.call('POST', '/api/v1/agent/heartbeat', {
+          token: agent.credential,
+          body: { facts: FACTS },
+        });
+        expect(res.status).toBe(401);
+      }
+      expect((await t.call('GET', '/api/v1/targets/db-1', { token: ADMIN_TOKEN })).body.state).toBe(
+        'retired',
+      );
+    });
+
+    it('flags targets that miss their environment’s platform standards, with the reasons', async () => {
+      await t.call('PATCH', '/api/v1/environments/production', {
+        token: ADMIN_TOKEN,
+        body: { standards: { os: ['linux'], minFreeDiskBytes: 1e10, minNodeMajor: 22 } },
+      });
+      await enroll('small-1');
+      const target = await t.call('GET', '/api/v1/targets/small-1', { token: ADMIN_TOKEN });
+      expect(target.body.standardsProblems).toHaveLength(2);
+      expect(target.body.standardsProblems.join(' ')).toContain('free disk');
+    });
+
+    it('a supplier sees only its own targets; another supplier’s target answers like a missing one', async () => {
+      for (const name of ['storage-vendor', 'network-vendor'])
+        await t.call('POST', '/api/v1/suppliers', { token: ADMIN_TOKEN, body: { name } });
+      await enroll('san-1', { environment: 'production', supplier: 'storage-vendor' });
+      await enroll('switch-1', { environment: 'production', supplier: 'network-vendor' });
+      await enroll('web-9');
+      const created = await t.call('POST', '/api/v1/users', {
+        token: ADMIN_TOKEN,
+        body: { username: 'vendor-eng', role: 'supplier', supplier: 'storage-vendor' },
+      });
+      expect(created.body.supplierId).not.toBeNull();
+      const token = await t.call('POST', '/api/v1/tokens', {
+        token: ADMIN_TOKEN,
+        body: { name: 'x', userId: created.body.id },
+      });
+      const vendor = token.body.secret as string;
+      const seen = await t.call('GET', '/api/v1/targets', { token: vendor });
+      expect(seen.body.targets.map((x: { name: string }) => x.name)).toEqual(['san-1']);
+      const other = await t.call('GET', '/api/v1/targets/switch-1', { token: vendor });
+      const missing = await t.call('GET', '/api/v1/targets/nothing-here', { token: vendor });
+      expect(other.status).toBe(404);
+      expect(missing.status).toBe(404);
+      expect(other.body.error.message.replace('switch-1', 'X')).toBe(
+        missing.body.error.message.replace('nothing-here', 'X'),
+      );
+      const all = await t.call('GET', '/api/v1/targets', { token: ADMIN_TOKEN });
+      expect(all.body.targets).toHaveLength(3);
+    });
+  });
+}
