@@ -5,9 +5,11 @@
 import { Command, CommanderError } from 'commander';
 import { GantryError } from '../core/errors.ts';
 import { GANTRY_VERSION } from '../version.ts';
+import { addAgentCommand } from './commands/agent-command.ts';
 import { addArtifactCommands } from './commands/artifact-commands.ts';
 import { addAuditCommands } from './commands/audit-commands.ts';
 import { addHardwareCommands } from './commands/hardware-commands.ts';
+import { addInventoryCommands } from './commands/inventory-commands.ts';
 import { addKeyCommands } from './commands/key-commands.ts';
 import { addServerCommand } from './commands/server-command.ts';
 import { addSessionCommands } from './commands/session-commands.ts';
@@ -29,6 +31,7 @@ export function buildProgram(ctx: CliContext): Command {
     .configureOutput({ writeOut: (s) => ctx.io.stdout(s), writeErr: (s) => ctx.io.stderr(s) })
     .exitOverride();
   addServerCommand(program, ctx);
+  addAgentCommand(program, ctx);
   addSessionCommands(program, ctx);
   addUserCommands(program, ctx);
   addTokenCommands(program, ctx);
@@ -36,6 +39,7 @@ export function buildProgram(ctx: CliContext): Command {
   addArtifactCommands(program, ctx);
   addKeyCommands(program, ctx);
   addHardwareCommands(program, ctx);
+  addInventoryCommands(program, ctx);
   for (const command of program.commands) {
     command.exitOverride();
     command.configureOutput({ writeOut: (s) => ctx.io.stdout(s), writeErr: (s) => ctx.io.stderr(s) });

@@ -74,12 +74,19 @@ export function addUserCommands(program: Command, ctx: CliContext): void {
     .argument('<username>', 'lower-case name, e.g. alice')
     .requiredOption('--role <role>', `one of ${ROLES.join(', ')}`, parseRole)
     .option('--display-name <name>', 'full name shown in the dashboard')
+    .option('--supplier <name>', 'for a supplier user: the supplier whose scope they act in')
     .option('--password-stdin', 'read the initial password from standard input')
     .option('--prompt-password', 'ask for the initial password')
     .action(
       async (
         username: string,
-        options: { role: string; displayName?: string; passwordStdin?: boolean; promptPassword?: boolean },
+        options: {
+          role: string;
+          displayName?: string;
+          supplier?: string;
+          passwordStdin?: boolean;
+          promptPassword?: boolean;
+        },
         command: Command,
       ) => {
         const client = ctx.client(command);
@@ -94,6 +101,7 @@ export function addUserCommands(program: Command, ctx: CliContext): void {
           username,
           role: options.role,
           ...(options.displayName !== undefined ? { displayName: options.displayName } : {}),
+          ...(options.supplier !== undefined ? { supplier: options.supplier } : {}),
           ...(password !== undefined ? { password } : {}),
         });
         ctx.out(command, user, () => `Created user ${user.username} (${user.role}), id ${user.id}.\n`);

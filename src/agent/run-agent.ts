@@ -1,0 +1,163 @@
+/**
+ * `gantry agent`: enrolls once with a token, then keeps its target alive with heartbeats carrying
+ * its host facts. With the server unreachable it keeps running and retries with exponential
+ * backoff and jitter. Installing, activating and rolling back releases arrive with the deployment
+ * work; this is the agent's connection to the server.
+ */
+import { statfsSync } from 'node:fs';
+import os from 'node:os';
+import type { Logger } from 'pino';
+import { type AgentState, readState, writeState } from './agent-state.ts';
+
+export interface AgentOptions {
+  server: string | undefined;
+  enrollToken: string | undefined;
+  dataDir: string;
+  name: string | undefined;
+  logger: Logger;
+  /** Resolves when the agent should stop (SIGTERM). */
+  stopped: Promise<void>;
+}
+
+export class AgentFatalError extends Error {}
+
+export function hostFacts(dataDir: string) {
+  let freeDiskBytes: number | undefined;
+  try {
+    const fs = statfsSync(dataDir);
+    freeDiskBytes = Number(fs.bavail) * Number(fs.bsize);
+  } catch {
+    freeDiskBytes = undefined;
+  }
+  return {
+    os: os.platform(),
+    arch: os.arch(),
+    nodeVersion: process.version,
+    hostname: os.hostname().slice(0, 255),
+    ...(freeDiskBytes !== undefined ? { freeDiskBytes } : {}),
+  };
+}
+
+async function post(
+  server: string,
+  path: string,
+  body: unknown,
+  credential?: string,
+): Promise<{ status: number; body: unknown }> {
+  const response = await fetch(new URL(path, server), {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/json',
+      ...(credential ? { authorization: `Bearer ${credential}` } : {}),
+    },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(15_000),
+  });
+  const text = await response.text();
+  let parsed: unknown = null;
+  try {
+    parsed = text ? JSON.parse(text) : null;
+  } catch {
+    parsed = { error: { message: text.slice(0, 200) } };
+  }
+  return { status: response.status, body: parsed };
+}
+
+function messageOf(body: unknown): string {
+  return (body as { error?: { message?: string } } | null)?.error?.message ?? 'no message';
+}
+
+/** Enrolls when there is no saved state yet; returns the state to run with. */
+export async function ensureEnrolled(options: AgentOptions): Promise<AgentState> {
+  const saved = readState(options.dataDir);
+  if (saved) {
+    if (options.enrollToken)
+      options.logger.info(
+        { target: saved.name },
+        'already enrolled; the enrollment token is not needed and was not used',
+      );
+    return saved;
+  }
+  if (!options.server || !options.enrollToken) {
+    throw new AgentFatalError(
+      'This agent is not enrolled yet: give --server URL and --enroll TOKEN (an admin makes one with `gantry agents enroll-token`).',
+    );
+  }
+  const name =
+    options.name ??
+    os
+      .hostname()
+      .toLowerCase()
+      .replace(/[^a-z0-9._-]/g, '-')
+      .replace(/^[^a-z0-9]+/, '')
+      .slice(0, 63);
+  const result = await post(options.server, '/api/v1/agent/enroll', {
+    token: options.enrollToken,
+    name,
+    facts: hostFacts(options.dataDir),
+  });
+  if (result.status !== 201)
+    throw new AgentFatalError(`Enrollment refused (${result.status}): ${messageOf(result.body)}`);
+  const enrolled = result.body as { agentId: string; targetId: string; credential: string };
+  const state: AgentState = {
+    version: 1,
+    server: options.server,
+    agentId: enrolled.agentId,
+    targetId: enrolled.targetId,
+    name,
+    credential: enrolled.credential,
+  };
+  writeState(options.dataDir, state);
+  options.logger.info(
+    { target: name, targetId: state.targetId },
+    'enrolled; the credential is kept in the data directory (mode 0600)',
+  );
+  return state;
+}
+
+/** Heartbeats until stopped. A revoked credential ends the agent; anything else is retried. */
+export async function runAgent(options: AgentOptions): Promise<void> {
+  const state = await ensureEnrolled(options);
+  const server = options.server ?? state.server;
+  let stopped = false;
+  void options.stopped.then(() => {
+    stopped = true;
+  });
+  let interval = 15;
+  let failures = 0;
+  while (!stopped) {
+    let delay: number;
+    try {
+      const result = await post(
+        server,
+        '/api/v1/agent/heartbeat',
+        { facts: hostFacts(options.dataDir) },
+        state.credential,
+      );
+      if (result.status === 401)
+        throw new AgentFatalError(`The server no longer accepts this agent: ${messageOf(result.body)}`);
+      if (result.status !== 200)
+        throw new Error(`heartbeat answered ${result.status}: ${messageOf(result.body)}`);
+      interval = (result.body as { heartbeatSeconds: number }).heartbeatSeconds;
+      if (failures > 0) options.logger.info({ after: failures }, 'server reachable again');
+      failures = 0;
+      delay = interval * 1000;
+    } catch (error) {
+      if (error instanceof AgentFatalError) throw error;
+      failures += 1;
+      // Exponential backoff with full jitter, capped at a minute: a thousand agents coming back
+      // after an outage do not arrive at once.
+      delay = Math.random() * Math.min(60_000, 1000 * 2 ** Math.min(failures, 6));
+      options.logger.warn(
+        { err: (error as Error).message, failures, retryInMs: Math.round(delay) },
+        'heartbeat failed; retrying',
+      );
+    }
+    // The timer keeps the process alive between heartbeats; a stop cuts the wait short.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([new Promise((resolve) => (timer = setTimeout(resolve, delay))), options.stopped]);
+    clearTimeout(timer);
+  }
+  options.logger.info('agent stopped');
+}

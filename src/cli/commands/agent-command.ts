@@ -1,0 +1,37 @@
+import path from 'node:path';
+import type { Command } from 'commander';
+import pino from 'pino';
+import { AgentFatalError, runAgent } from '../../agent/run-agent.ts';
+import type { CliContext } from '../context.ts';
+import { CliError, EXIT } from '../exit-codes.ts';
+
+export function addAgentCommand(program: Command, ctx: CliContext): void {
+  program
+    .command('agent')
+    .description('Run the Gantry agent on a target: enroll once, then report to the server')
+    .option('--server <url>', 'the Gantry server (needed to enroll; remembered afterwards)')
+    .option('--enroll <token>', 'one-time enrollment token from `gantry agents enroll-token`')
+    .option(
+      '--data-dir <dir>',
+      'where the agent keeps its state and credential (GANTRY_AGENT_DATA_DIR, default ./.gantry-agent)',
+    )
+    .option('--name <name>', 'the target’s name (default: this host’s name)')
+    .action(async (o: { server?: string; enroll?: string; dataDir?: string; name?: string }) => {
+      const logger = pino({
+        level: ctx.env.GANTRY_LOG_LEVEL ?? 'info',
+        base: { service: 'gantry-agent' },
+        timestamp: pino.stdTimeFunctions.isoTime,
+      });
+      const dataDir = path.resolve(o.dataDir ?? ctx.env.GANTRY_AGENT_DATA_DIR ?? '.gantry-agent');
+      const stopped = new Promise<void>((resolve) => {
+        process.once('SIGTERM', () => resolve());
+        process.once('SIGINT', () => resolve());
+      });
+      try {
+        await runAgent({ server: o.server, enrollToken: o.enroll, dataDir, name: o.name, logger, stopped });
+      } catch (error) {
+        if (error instanceof AgentFatalError) throw new CliError(EXIT.refused, error.message);
+        throw error;
+      }
+    });
+}

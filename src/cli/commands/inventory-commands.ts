@@ -1,0 +1,266 @@
+/** gantry env … | suppliers … | targets … | agents enroll-token */
+import type { Command } from 'commander';
+import { parseLabels } from '../../core/inventory.ts';
+import type { CliContext } from '../context.ts';
+import { CliError, EXIT } from '../exit-codes.ts';
+import { keyValues, renderTable } from '../output.ts';
+
+interface EnvironmentView {
+  name: string;
+  position: number;
+  standards: Record<string, unknown>;
+  createdAt: string;
+}
+
+interface TargetView {
+  id: string;
+  name: string;
+  environment: string;
+  labels: Record<string, string>;
+  state: string;
+  lastSeenAt: string | null;
+  facts: Record<string, unknown>;
+  standardsProblems: string[];
+  supplierId: string | null;
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+function wholeNumber(text: string | undefined, flag: string): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0) throw new CliError(EXIT.usage, `${flag} must be a whole number.`);
+  return n;
+}
+
+function standardsFrom(o: { os?: string[]; arch?: string[]; minFreeDisk?: string; minNode?: string }) {
+  const standards: Record<string, unknown> = {};
+  if (o.os?.length) standards.os = o.os;
+  if (o.arch?.length) standards.arch = o.arch;
+  if (o.minFreeDisk !== undefined) standards.minFreeDiskBytes = wholeNumber(o.minFreeDisk, '--min-free-disk');
+  if (o.minNode !== undefined) standards.minNodeMajor = wholeNumber(o.minNode, '--min-node');
+  return standards;
+}
+
+function showTarget(t: TargetView): string {
+  return keyValues([
+    ['name', t.name],
+    ['environment', t.environment],
+    ['state', t.state],
+    ['last seen', t.lastSeenAt],
+    [
+      'labels',
+      Object.entries(t.labels)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(', ') || null,
+    ],
+    [
+      'facts',
+      Object.entries(t.facts)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(', ') || null,
+    ],
+    ['platform standards', t.standardsProblems.length ? `NOT MET: ${t.standardsProblems.join('; ')}` : 'met'],
+    ['id', t.id],
+  ]);
+}
+
+export function addInventoryCommands(program: Command, ctx: CliContext): void {
+  const env = program.command('env').description('Environments: their order and platform standards');
+  env
+    .command('list')
+    .description('List environments in order')
+    .action(async (_o: unknown, command: Command) => {
+      const body = await ctx
+        .client(command)
+        .request<{ environments: EnvironmentView[] }>('GET', '/api/v1/environments');
+      ctx.out(command, body, () =>
+        renderTable(
+          ['NAME', 'ORDER', 'STANDARDS'],
+          body.environments.map((e) => [e.name, e.position, JSON.stringify(e.standards)]),
+        ),
+      );
+    });
+  const standardsOptions = (c: Command) =>
+    c
+      .option('--os <os>', 'allowed operating system (repeatable), e.g. linux', collect)
+      .option('--arch <arch>', 'allowed architecture (repeatable), e.g. x64', collect)
+      .option('--min-free-disk <bytes>', 'least free disk a target must have')
+      .option('--min-node <major>', 'lowest Node.js major version');
+  standardsOptions(
+    env
+      .command('create')
+      .description('Create an environment (admin)')
+      .argument('<name>', 'e.g. staging')
+      .option('--position <n>', 'place in the order (default: after the last)'),
+  ).action(async (name: string, o: Record<string, string & string[]>, command: Command) => {
+    const standards = standardsFrom(o);
+    const created = await ctx.client(command).request<EnvironmentView>('POST', '/api/v1/environments', {
+      name,
+      ...(o.position !== undefined ? { position: wholeNumber(o.position, '--position') } : {}),
+      ...(Object.keys(standards).length ? { standards } : {}),
+    });
+    ctx.out(command, created, () => `Created environment ${created.name} (order ${created.position}).\n`);
+  });
+  standardsOptions(
+    env
+      .command('update')
+      .description('Change an environment’s order or platform standards (admin)')
+      .argument('<name>', 'environment')
+      .option('--position <n>', 'place in the order'),
+  ).action(async (name: string, o: Record<string, string & string[]>, command: Command) => {
+    const standards = standardsFrom(o);
+    const change = {
+      ...(o.position !== undefined ? { position: wholeNumber(o.position, '--position') } : {}),
+      ...(Object.keys(standards).length ? { standards } : {}),
+    };
+    if (Object.keys(change).length === 0)
+      throw new CliError(EXIT.usage, 'Nothing to change: give --position or a standard.');
+    const updated = await ctx
+      .client(command)
+      .request<EnvironmentView>('PATCH', `/api/v1/environments/${encodeURIComponent(name)}`, change);
+    ctx.out(
+      command,
+      updated,
+      () =>
+        `Updated ${updated.name}: order ${updated.position}, standards ${JSON.stringify(updated.standards)}.\n`,
+    );
+  });
+  env
+    .command('show')
+    .description('Show an environment')
+    .argument('<name>', 'environment')
+    .action(async (name: string, _o: unknown, command: Command) => {
+      const e = await ctx
+        .client(command)
+        .request<EnvironmentView>('GET', `/api/v1/environments/${encodeURIComponent(name)}`);
+      ctx.out(command, e, () =>
+        keyValues([
+          ['name', e.name],
+          ['order', e.position],
+          ['standards', JSON.stringify(e.standards)],
+          ['created', e.createdAt],
+        ]),
+      );
+    });
+
+  const suppliers = program
+    .command('suppliers')
+    .description('Suppliers: organisations whose people act only in their own scope');
+  suppliers
+    .command('list')
+    .description('List suppliers (admin)')
+    .action(async (_o: unknown, command: Command) => {
+      const body = await ctx
+        .client(command)
+        .request<{ suppliers: Array<{ id: string; name: string }> }>('GET', '/api/v1/suppliers');
+      ctx.out(command, body, () =>
+        renderTable(
+          ['NAME', 'ID'],
+          body.suppliers.map((s) => [s.name, s.id]),
+        ),
+      );
+    });
+  suppliers
+    .command('create')
+    .description(
+      'Create a supplier (admin); then `gantry users create NAME --role supplier --supplier SUPPLIER`',
+    )
+    .argument('<name>', 'e.g. storage-vendor')
+    .action(async (name: string, _o: unknown, command: Command) => {
+      const s = await ctx
+        .client(command)
+        .request<{ id: string; name: string }>('POST', '/api/v1/suppliers', { name });
+      ctx.out(command, s, () => `Created supplier ${s.name}.\n`);
+    });
+
+  const targets = program.command('targets').description('Targets: the machines and devices agents run on');
+  targets
+    .command('list')
+    .description('List the targets you may see')
+    .option('--env <name>', 'only this environment')
+    .action(async (o: { env?: string }, command: Command) => {
+      const body = await ctx
+        .client(command)
+        .request<{ targets: TargetView[] }>('GET', '/api/v1/targets', undefined, { environment: o.env });
+      ctx.out(command, body, () =>
+        renderTable(
+          ['NAME', 'ENVIRONMENT', 'STATE', 'LABELS', 'STANDARDS', 'LAST SEEN'],
+          body.targets.map((t) => [
+            t.name,
+            t.environment,
+            t.state,
+            Object.entries(t.labels)
+              .map(([k, v]) => `${k}=${v}`)
+              .join(','),
+            t.standardsProblems.length ? 'not met' : 'met',
+            t.lastSeenAt,
+          ]),
+        ),
+      );
+    });
+  targets
+    .command('show')
+    .description('Show a target: state, labels, facts, platform standards')
+    .argument('<target>', 'name or id')
+    .action(async (ref: string, _o: unknown, command: Command) => {
+      const t = await ctx
+        .client(command)
+        .request<TargetView>('GET', `/api/v1/targets/${encodeURIComponent(ref)}`);
+      ctx.out(command, t, () => showTarget(t));
+    });
+  for (const [verb, path, text] of [
+    ['retire', 'retire', 'Retire a target; its agent can no longer connect (admin)'],
+    [
+      'revoke-agent',
+      'revoke-agent',
+      'Revoke a target’s agent credential; the agent must enroll again (admin)',
+    ],
+  ] as const) {
+    targets
+      .command(verb)
+      .description(text)
+      .argument('<target>', 'name or id')
+      .action(async (ref: string, _o: unknown, command: Command) => {
+        const t = await ctx
+          .client(command)
+          .request<TargetView>('POST', `/api/v1/targets/${encodeURIComponent(ref)}/${path}`);
+        ctx.out(command, t, () => showTarget(t));
+      });
+  }
+
+  const agents = program.command('agents').description('Agent enrollment');
+  agents
+    .command('enroll-token')
+    .description('Make a one-time token an agent uses to join an environment (admin)')
+    .requiredOption('--env <name>', 'the environment the agent’s target joins')
+    .option('--label <key=value>', 'a label for the target (repeatable), e.g. region=eu', collect)
+    .option('--supplier <name>', 'the supplier that manages the target')
+    .option('--expires-in-hours <n>', 'how long the token is valid (default 24)')
+    .action(
+      async (
+        o: { env: string; label?: string[]; supplier?: string; expiresInHours?: string },
+        command: Command,
+      ) => {
+        const parsed = parseLabels(o.label ?? []);
+        if ('problem' in parsed) throw new CliError(EXIT.usage, parsed.problem);
+        const created = await ctx
+          .client(command)
+          .request<{ secret: string; expiresAt: string }>('POST', '/api/v1/enrollment-tokens', {
+            environment: o.env,
+            labels: parsed.labels,
+            ...(o.supplier ? { supplier: o.supplier } : {}),
+            ...(o.expiresInHours !== undefined
+              ? { expiresInHours: wholeNumber(o.expiresInHours, '--expires-in-hours') }
+              : {}),
+          });
+        ctx.out(
+          command,
+          created,
+          () =>
+            `Enrollment token for ${o.env} (one use, expires ${created.expiresAt}):\n${created.secret}\n` +
+            `On the target: gantry agent --server ${ctx.client(command).baseUrl} --enroll ${created.secret} --data-dir /var/lib/gantry-agent\n`,
+        );
+      },
+    );
+}

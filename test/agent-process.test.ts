@@ -1,0 +1,122 @@
+/**
+ * A real agent process against a real server: enrollment with a one-time token, the credential
+ * kept 0600 on disk, heartbeats with host facts, restart without the token, refusal once revoked.
+ */
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually, gantryJson, type ServerProcess, startGantry, startServer } from './helpers/processes.ts';
+
+const TOKEN = `gnt_agent_${'a'.repeat(40)}`;
+
+describe('the agent process', () => {
+  let dir: string;
+  let server: ServerProcess;
+  let env: Record<string, string>;
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'gantry-agent-'));
+    server = await startServer(['--data-dir', path.join(dir, 'server')], {
+      GANTRY_BOOTSTRAP_ADMIN_TOKEN: TOKEN,
+    });
+    env = { GANTRY_URL: server.url, GANTRY_TOKEN: TOKEN };
+    await gantryJson(['env', 'create', 'production', '--os', 'linux'], env);
+  });
+  afterAll(async () => {
+    await server?.stop('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('enrolls once, reports its host, survives a restart without the token, and stops when revoked', async () => {
+    const token = await gantryJson(
+      ['agents', 'enroll-token', '--env', 'production', '--label', 'region=eu', '--label', 'role=web'],
+      env,
+    );
+    const agentDir = path.join(dir, 'agent');
+    const agent = startGantry([
+      'agent',
+      '--server',
+      server.url,
+      '--enroll',
+      token.secret,
+      '--data-dir',
+      agentDir,
+      '--name',
+      'web-1',
+    ]);
+    const target = await eventually(async () => {
+      const t = await gantryJson(['targets', 'show', 'web-1'], env);
+      return t.state === 'online' ? t : undefined;
+    });
+    expect(target).toMatchObject({
+      environment: 'production',
+      labels: { region: 'eu', role: 'web' },
+      standardsProblems: [],
+    });
+    expect(target.facts.nodeVersion).toBe(process.version);
+    const stateFile = path.join(agentDir, 'agent.json');
+    expect(statSync(stateFile).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(readFileSync(stateFile, 'utf8')).credential).toMatch(/^gna_/);
+    expect(await agent.stop('SIGTERM')).toBe(0);
+
+    // The token is spent: a second agent cannot use it.
+    const thief = startGantry([
+      'agent',
+      '--server',
+      server.url,
+      '--enroll',
+      token.secret,
+      '--data-dir',
+      path.join(dir, 'thief'),
+      '--name',
+      'web-2',
+    ]);
+    expect(await thief.exited).toBe(3);
+    expect(thief.output()).toContain('already used');
+
+    // A restart needs no token: the agent comes back with its own credential.
+    const before = (await gantryJson(['targets', 'show', 'web-1'], env)).lastSeenAt;
+    const again = startGantry(['agent', '--data-dir', agentDir]);
+    await eventually(async () =>
+      (await gantryJson(['targets', 'show', 'web-1'], env)).lastSeenAt !== before ? true : undefined,
+    );
+    expect(await again.stop('SIGTERM')).toBe(0);
+
+    await gantryJson(['targets', 'revoke-agent', 'web-1'], env);
+    const revoked = startGantry(['agent', '--data-dir', agentDir]);
+    expect(await revoked.exited).toBe(3);
+    expect(revoked.output()).toContain('no longer accepts this agent');
+  });
+
+  it('keeps running while the server is away, retrying with backoff', async () => {
+    const token = await gantryJson(['agents', 'enroll-token', '--env', 'production'], env);
+    const agentDir = path.join(dir, 'agent-2');
+    const agent = startGantry([
+      'agent',
+      '--server',
+      server.url,
+      '--enroll',
+      token.secret,
+      '--data-dir',
+      agentDir,
+      '--name',
+      'web-3',
+    ]);
+    await eventually(async () =>
+      (await gantryJson(['targets', 'show', 'web-3'], env)).state === 'online' ? true : undefined,
+    );
+    // Point the agent at a port where nothing listens: it must keep trying, not exit.
+    const state = JSON.parse(readFileSync(path.join(agentDir, 'agent.json'), 'utf8'));
+    expect(await agent.stop('SIGTERM')).toBe(0);
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(
+      path.join(agentDir, 'agent.json'),
+      JSON.stringify({ ...state, server: 'http://127.0.0.1:9' }),
+      { mode: 0o600 },
+    );
+    const lonely = startGantry(['agent', '--data-dir', agentDir]);
+    await eventually(async () => (lonely.output().includes('heartbeat failed; retrying') ? true : undefined));
+    expect(lonely.proc.exitCode).toBeNull();
+    expect(await lonely.stop('SIGTERM')).toBe(0);
+  });
+});
