@@ -1,0 +1,155 @@
+/**
+ * Archive safety on the target (rows B11–B16 of the test plan): every hostile archive is refused
+ * whole, nothing is written outside staging, and staging is removed.
+ */
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { rawTar } from '../../test/helpers/tar-factory.ts';
+import { DEFAULT_LIMITS, extractSafely, UnsafeArchiveError } from './safe-extract.ts';
+
+describe('safe extraction', () => {
+  let root: string;
+  let releases: string;
+  beforeEach(() => {
+    root = mkdtempSync(path.join(os.tmpdir(), 'gantry-extract-'));
+    releases = path.join(root, 'agent', 'releases');
+    mkdirSync(releases, { recursive: true });
+  });
+  afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+  function archive(bytes: Buffer): string {
+    const file = path.join(root, 'artifact.tar');
+    writeFileSync(file, bytes);
+    return file;
+  }
+
+  async function refused(bytes: Buffer, limits = DEFAULT_LIMITS): Promise<UnsafeArchiveError> {
+    const error = await extractSafely(archive(bytes), releases, limits).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(UnsafeArchiveError);
+    // Nothing was unpacked anywhere: staging is gone and no file appeared outside it.
+    expect(readdirSync(releases)).toEqual([]);
+    expect(readdirSync(root).sort()).toEqual(['agent', 'artifact.tar']);
+    return error as UnsafeArchiveError;
+  }
+
+  it('unpacks files and directories of a well-formed package, gzipped or not', async () => {
+    for (const gzip of [false, true]) {
+      const dir = await extractSafely(
+        archive(
+          rawTar(
+            [
+              { name: 'bin/', type: '5', mode: 0o755 },
+              { name: 'bin/run', content: '#!/bin/sh\necho hi\n', mode: 0o755 },
+              { name: 'gantry.yaml', content: 'start: ./bin/run\n' },
+            ],
+            { gzip },
+          ),
+        ),
+        releases,
+      );
+      expect(readFileSync(path.join(dir, 'gantry.yaml'), 'utf8')).toBe('start: ./bin/run\n');
+      expect(statSync(path.join(dir, 'bin/run')).mode & 0o777).toBe(0o755);
+      expect(statSync(dir).mode & 0o777).toBe(0o700);
+      rmSync(dir, { recursive: true });
+    }
+  });
+
+  it.each([
+    ['../../x', 'climbs out'],
+    ['a/../../x', 'climbs out'],
+    ['/etc/x', 'absolute'],
+    ['C:\\x', 'backslash'],
+    ['C:../x', 'drive letter'],
+    ['..\\x', 'backslash'],
+  ])('B11: refuses the whole archive for an entry %s', async (name, reason) => {
+    const error = await refused(
+      rawTar([
+        { name: 'ok.txt', content: 'fine' },
+        { name, content: 'evil' },
+      ]),
+    );
+    expect(error.message).toContain(reason);
+  });
+
+  it('B12: refuses symbolic links, absolute or relative, and a write through them', async () => {
+    const error = await refused(
+      rawTar([
+        { name: 'd', type: '2', linkname: '/etc' },
+        { name: 'd/passwd', content: 'root::0:0::/:/bin/sh' },
+      ]),
+    );
+    expect(error.entry).toBe('d');
+    await refused(rawTar([{ name: 'up', type: '2', linkname: '../../..' }]));
+  });
+
+  it('B13: refuses hard links, also those aimed out of the tree', async () => {
+    const error = await refused(
+      rawTar([{ name: 'a/b/c/d/x', type: '1', linkname: '../../../../etc/passwd' }]),
+    );
+    expect(error.reason).toContain('Link');
+  });
+
+  it('B14: refuses a case or Unicode collision combined with a link', async () => {
+    await refused(
+      rawTar([
+        { name: 'straße', type: '2', linkname: '/tmp' },
+        { name: 'strasse/x', content: 'x' },
+        { name: 'caf\u00e9', content: 'nfc' },
+        { name: 'cafe\u0301', content: 'nfd' },
+      ]),
+    );
+  });
+
+  it('B15: refuses bombs: too many entries, too deep, too large, too compressible', async () => {
+    const limits = {
+      ...DEFAULT_LIMITS,
+      maxEntries: 50,
+      maxEntryBytes: 1024 * 1024,
+      maxTotalBytes: 2 * 1024 * 1024,
+    };
+    await refused(rawTar(Array.from({ length: 60 }, (_, i) => ({ name: `f${i}`, content: 'x' }))), limits);
+    await refused(
+      rawTar([{ name: `${Array.from({ length: 70 }, () => 'd').join('/')}/x`, content: 'deep' }]),
+      limits,
+    );
+    await refused(rawTar([{ name: 'big', content: Buffer.alloc(2 * 1024 * 1024) }]), limits);
+    const zeros = await refused(
+      rawTar([{ name: 'zeros', content: Buffer.alloc(1024 * 1024) }], { gzip: true }),
+      { ...limits, maxDecompressionRatio: 100 },
+    );
+    expect(zeros.message.length).toBeGreaterThan(0);
+  });
+
+  it('B16: refuses device nodes and FIFOs, and strips set-id, sticky and world-writable bits', async () => {
+    for (const type of ['3', '4', '6'] as const) await refused(rawTar([{ name: 'dev', type }]));
+    const dir = await extractSafely(
+      archive(
+        rawTar([
+          { name: 'tool', content: 'x', mode: 0o6777 },
+          { name: 'data', content: 'y', mode: 0o1666 },
+        ]),
+      ),
+      releases,
+    );
+    expect(statSync(path.join(dir, 'tool')).mode & 0o7777).toBe(0o755);
+    expect(statSync(path.join(dir, 'data')).mode & 0o7777).toBe(0o644);
+    expect(statSync(path.join(dir, 'tool')).uid).toBe(process.getuid?.());
+  });
+
+  it('refuses something that is not a tar archive at all', async () => {
+    const error = await refused(Buffer.from('PK\u0003\u0004 this is a zip, not a tar'));
+    expect(error.message).toContain('unsafe archive');
+    expect(existsSync(path.join(root, 'agent', 'releases'))).toBe(true);
+  });
+});
