@@ -31,6 +31,8 @@ export const PERMISSIONS = [
   'hardware:write',
   'inventory:read',
   'inventory:write',
+  /** Recording changes made outside Gantry in the ledger; suppliers only for their own targets. */
+  'ledger:record',
   /** Agent routes: only an agent's own credential, never a user, reaches them. */
   'agent',
 ] as const;
@@ -52,9 +54,9 @@ const GRANTS: Record<Role, readonly Permission[]> = {
   admin: PERMISSIONS.filter((p) => p !== 'agent'),
   'change-authority': READ,
   'release-manager': [...READ, 'artifacts:write'],
-  deployer: [...READ, 'hardware:write'],
+  deployer: [...READ, 'hardware:write', 'ledger:record'],
   // Suppliers act only inside their scope: they see the targets of their own supplier.
-  supplier: ['public', 'authenticated', 'tokens:own', 'inventory:read'],
+  supplier: ['public', 'authenticated', 'tokens:own', 'inventory:read', 'ledger:record'],
   viewer: READ,
 };
 

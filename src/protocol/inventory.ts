@@ -105,6 +105,58 @@ export const EnrollResponse = Strict({
   credential: Type.String({ description: 'The agent’s own credential; shown once' }),
   heartbeatSeconds: Type.Integer(),
 });
-export const HeartbeatRequest = Strict({ facts: FactsSchema });
+export const HeartbeatRequest = Strict({
+  facts: FactsSchema,
+  installed: Type.Optional(
+    Type.Array(Strict({ component: InventoryName, version: Line({ minLength: 1, maxLength: 100 }) }), {
+      maxItems: 500,
+      description: 'what the agent runs now, component by component',
+    }),
+  ),
+});
 export const HeartbeatResponse = Strict({ serverTime: Timestamp, heartbeatSeconds: Type.Integer() });
 export type HeartbeatResponse = Static<typeof HeartbeatResponse>;
+
+export const LedgerEntrySchema = Strict({
+  id: Id,
+  target: Type.String(),
+  component: Type.String(),
+  version: Type.String(),
+  digest: Nullable(Type.String()),
+  previousVersion: Nullable(Type.String()),
+  source: Type.String(),
+  reference: Nullable(Type.String()),
+  note: Nullable(Type.String()),
+  recordedBy: Type.String(),
+  at: Timestamp,
+});
+export const LedgerPositionSchema = Type.Composite(
+  [
+    LedgerEntrySchema,
+    Strict({
+      environment: Type.String(),
+      drift: Nullable(Strict({ reportedVersion: Type.String(), since: Timestamp })),
+    }),
+  ],
+  { additionalProperties: false },
+);
+export const LedgerView = Strict({ positions: Type.Array(LedgerPositionSchema) });
+export const LedgerQuery = Strict({
+  environment: Type.Optional(InventoryName),
+  component: Type.Optional(InventoryName),
+  target: Type.Optional(InventoryName),
+});
+export const LedgerHistory = Strict({ entries: Type.Array(LedgerEntrySchema) });
+export const LedgerHistoryQuery = Strict({ component: Type.Optional(InventoryName) });
+export const RecordExternalRequest = Strict({
+  target: InventoryName,
+  component: InventoryName,
+  version: Line({ minLength: 1, maxLength: 100 }),
+  digest: Type.Optional(Type.String({ pattern: '^sha256:[0-9a-f]{64}$' })),
+  reference: Line({
+    minLength: 1,
+    maxLength: 200,
+    description: 'the supplier’s or change’s reference, e.g. CHG-42 or a vendor ticket',
+  }),
+  note: Type.Optional(Line({ maxLength: 1000 })),
+});

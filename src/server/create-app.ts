@@ -32,6 +32,7 @@ import { parseStrictJson } from './http/strict-json.ts';
 import { EnrollmentService } from './inventory/enrollment-service.ts';
 import { registerInventoryRoutes } from './inventory/inventory-routes.ts';
 import { InventoryService } from './inventory/inventory-service.ts';
+import { LedgerService } from './inventory/ledger-service.ts';
 import { registerKeyRoutes } from './keys/key-routes.ts';
 import { PublisherKeyService } from './keys/publisher-keys.ts';
 import { registerMetaRoutes } from './meta-routes.ts';
@@ -249,7 +250,8 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerEventRoutes(app, { database: deps.database });
   registerKeyRoutes(app, new PublisherKeyService(tx));
   registerArtifactRoutes(app, artifacts, deps.blobs);
-  registerInventoryRoutes(app, new InventoryService(tx), enrollment);
+  const inventory = new InventoryService(tx);
+  registerInventoryRoutes(app, inventory, enrollment, new LedgerService(tx, inventory));
   registerHardwareRoutes(app, new HardwareService(tx), { csvLimit: 8 * 1024 * 1024 });
 
   await app.ready();

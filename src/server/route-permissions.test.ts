@@ -64,6 +64,9 @@ const EXPECTED: Record<string, 'public' | 'agent' | readonly Role[]> = {
   'POST /api/v1/targets/:ref/revoke-agent': ADMIN,
   'POST /api/v1/enrollment-tokens': ADMIN,
   'POST /api/v1/agent/enroll': 'public',
+  'GET /api/v1/ledger': EVERYONE,
+  'GET /api/v1/targets/:ref/ledger': EVERYONE,
+  'POST /api/v1/ledger/external': ['admin', 'deployer', 'supplier'],
   // Only an agent's own credential: every user, admin included, is turned away as unknown.
   'POST /api/v1/agent/heartbeat': 'agent',
 };

@@ -24,6 +24,19 @@ interface TargetView {
   supplierId: string | null;
 }
 
+interface LedgerPositionView {
+  target: string;
+  environment: string;
+  component: string;
+  version: string;
+  previousVersion: string | null;
+  source: string;
+  reference: string | null;
+  recordedBy: string;
+  at: string;
+  drift: { reportedVersion: string; since: string } | null;
+}
+
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 function wholeNumber(text: string | undefined, flag: string): number | undefined {
@@ -260,6 +273,109 @@ export function addInventoryCommands(program: Command, ctx: CliContext): void {
           () =>
             `Enrollment token for ${o.env} (one use, expires ${created.expiresAt}):\n${created.secret}\n` +
             `On the target: gantry agent --server ${ctx.client(command).baseUrl} --enroll ${created.secret} --data-dir /var/lib/gantry-agent\n`,
+        );
+      },
+    );
+
+  const ledger = program
+    .command('ledger')
+    .description('What runs where, since when, and what put it there')
+    .option('--env <name>', 'only this environment')
+    .option('--component <name>', 'only this component')
+    .option('--target <name>', 'only this target')
+    .action(async (o: { env?: string; component?: string; target?: string }, command: Command) => {
+      const body = await ctx
+        .client(command)
+        .request<{ positions: LedgerPositionView[] }>('GET', '/api/v1/ledger', undefined, {
+          environment: o.env,
+          component: o.component,
+          target: o.target,
+        });
+      ctx.out(command, body, () =>
+        renderTable(
+          ['ENVIRONMENT', 'TARGET', 'COMPONENT', 'VERSION', 'PREVIOUS', 'SINCE', 'BY', 'DRIFT'],
+          body.positions.map((p) => [
+            p.environment,
+            p.target,
+            p.component,
+            p.version,
+            p.previousVersion,
+            p.at,
+            `${p.source}${p.reference ? ` ${p.reference}` : ''}`,
+            p.drift ? `runs ${p.drift.reportedVersion} since ${p.drift.since}` : null,
+          ]),
+        ),
+      );
+    });
+  ledger
+    .command('history')
+    .description('Every change on one target, oldest first')
+    .argument('<target>', 'name or id')
+    .option('--component <name>', 'only this component')
+    .action(async (ref: string, o: { component?: string }, command: Command) => {
+      const body = await ctx
+        .client(command)
+        .request<{ entries: LedgerPositionView[] }>(
+          'GET',
+          `/api/v1/targets/${encodeURIComponent(ref)}/ledger`,
+          undefined,
+          {
+            component: o.component,
+          },
+        );
+      ctx.out(command, body, () =>
+        renderTable(
+          ['WHEN (UTC)', 'COMPONENT', 'VERSION', 'PREVIOUS', 'SOURCE', 'REFERENCE', 'RECORDED BY'],
+          body.entries.map((e) => [
+            e.at,
+            e.component,
+            e.version,
+            e.previousVersion,
+            e.source,
+            e.reference,
+            e.recordedBy,
+          ]),
+        ),
+      );
+    });
+  ledger
+    .command('record')
+    .description(
+      'Record a change made outside Gantry (e.g. a supplier’s firmware update) so the ledger stays true',
+    )
+    .requiredOption('--target <name>', 'the target that changed')
+    .requiredOption('--component <name>', 'what changed, e.g. san-firmware')
+    .requiredOption('--version <version>', 'the version it runs now')
+    .requiredOption('--reference <ref>', 'the change or supplier reference, e.g. CHG-42')
+    .option('--digest <sha256:…>', 'the digest of what was installed, when known')
+    .option('--note <text>', 'a note')
+    .action(
+      async (
+        o: {
+          target: string;
+          component: string;
+          version: string;
+          reference: string;
+          digest?: string;
+          note?: string;
+        },
+        command: Command,
+      ) => {
+        const entry = await ctx
+          .client(command)
+          .request<LedgerPositionView>('POST', '/api/v1/ledger/external', {
+            target: o.target,
+            component: o.component,
+            version: o.version,
+            reference: o.reference,
+            ...(o.digest ? { digest: o.digest } : {}),
+            ...(o.note ? { note: o.note } : {}),
+          });
+        ctx.out(
+          command,
+          entry,
+          () =>
+            `Recorded ${entry.component} ${entry.version} on ${entry.target} (was ${entry.previousVersion ?? 'nothing'}).\n`,
         );
       },
     );

@@ -216,6 +216,38 @@ export const MIGRATIONS: Record<string, Migration> = {
         .execute();
     },
   },
+  '0004-ledger': {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('ledger_entries')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('target_id', 'text', (c) => c.notNull().references('targets.id'))
+        .addColumn('component', 'text', (c) => c.notNull())
+        .addColumn('version', 'text', (c) => c.notNull())
+        .addColumn('digest', 'text')
+        .addColumn('previous_version', 'text')
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('reference', 'text')
+        .addColumn('note', 'text')
+        .addColumn('recorded_by', 'text', (c) => c.notNull())
+        .addColumn('at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createIndex('ledger_target_component')
+        .on('ledger_entries')
+        .columns(['target_id', 'component', 'id'])
+        .execute();
+      await db.schema
+        .createTable('drift')
+        .addColumn('target_id', 'text', (c) => c.notNull().references('targets.id'))
+        .addColumn('component', 'text', (c) => c.notNull())
+        .addColumn('expected_version', 'text')
+        .addColumn('reported_version', 'text', (c) => c.notNull())
+        .addColumn('since', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('drift_pk', ['target_id', 'component'])
+        .execute();
+    },
+  },
 };
 
 class InCodeMigrationProvider implements MigrationProvider {

@@ -176,6 +176,29 @@ export interface EnrollmentTokensTable {
   created_at: string;
 }
 
+export interface LedgerEntriesTable {
+  id: string;
+  target_id: string;
+  component: string;
+  version: string;
+  digest: string | null;
+  previous_version: string | null;
+  /** 'deployment', 'external' (recorded for work done outside Gantry, e.g. by a supplier) */
+  source: string;
+  reference: string | null;
+  note: string | null;
+  recorded_by: string;
+  at: string;
+}
+
+export interface DriftTable {
+  target_id: string;
+  component: string;
+  expected_version: string | null;
+  reported_version: string;
+  since: string;
+}
+
 export interface Tables {
   users: UsersTable;
   api_tokens: ApiTokensTable;
@@ -193,4 +216,6 @@ export interface Tables {
   targets: TargetsTable;
   agents: AgentsTable;
   enrollment_tokens: EnrollmentTokensTable;
+  ledger_entries: LedgerEntriesTable;
+  drift: DriftTable;
 }

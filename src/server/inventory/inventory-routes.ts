@@ -10,7 +10,13 @@ import {
   EnvironmentSchema,
   HeartbeatRequest,
   HeartbeatResponse,
+  LedgerEntrySchema,
+  LedgerHistory,
+  LedgerHistoryQuery,
+  LedgerQuery,
+  LedgerView,
   NameParams,
+  RecordExternalRequest,
   RefParams,
   SupplierList,
   SupplierSchema,
@@ -22,11 +28,13 @@ import {
 import { type App, agentOf, principalOf, responses } from '../http/route-kit.ts';
 import type { EnrollmentService } from './enrollment-service.ts';
 import type { InventoryService } from './inventory-service.ts';
+import type { LedgerService } from './ledger-service.ts';
 
 export function registerInventoryRoutes(
   app: App,
   inventory: InventoryService,
   enrollment: EnrollmentService,
+  ledger: LedgerService,
 ): void {
   app.get(
     '/api/v1/environments',
@@ -198,6 +206,56 @@ export function registerInventoryRoutes(
         response: responses(HeartbeatResponse),
       },
     },
-    async (request) => enrollment.heartbeat(agentOf(request), request.body.facts),
+    async (request) => {
+      const agent = agentOf(request);
+      const answer = await enrollment.heartbeat(agent, request.body.facts);
+      await ledger.reportInstalled(agent, request.body.installed ?? []);
+      return answer;
+    },
+  );
+
+  app.get(
+    '/api/v1/ledger',
+    {
+      config: { permission: 'inventory:read' },
+      schema: {
+        tags: ['ledger'],
+        summary: 'What runs where: the active and previous version per target and component, with drift',
+        querystring: LedgerQuery,
+        response: responses(LedgerView),
+      },
+    },
+    async (request) => ({ positions: await ledger.current(principalOf(request), request.query) }),
+  );
+  app.get(
+    '/api/v1/targets/:ref/ledger',
+    {
+      config: { permission: 'inventory:read' },
+      schema: {
+        tags: ['ledger'],
+        summary: 'Every change on one target, oldest first',
+        params: RefParams,
+        querystring: LedgerHistoryQuery,
+        response: responses(LedgerHistory),
+      },
+    },
+    async (request) => ({
+      entries: await ledger.history(principalOf(request), request.params.ref, request.query.component),
+    }),
+  );
+  app.post(
+    '/api/v1/ledger/external',
+    {
+      config: { permission: 'ledger:record' },
+      schema: {
+        tags: ['ledger'],
+        summary:
+          'Record a change made outside Gantry (a supplier’s firmware update), so the ledger stays true',
+        body: RecordExternalRequest,
+        response: responses(LedgerEntrySchema, 201),
+      },
+    },
+    async (request, reply) =>
+      reply.status(201).send(await ledger.recordExternal(principalOf(request), request.body)),
   );
 }

@@ -150,5 +150,74 @@ for (const kind of testDatabases()) {
       const all = await t.call('GET', '/api/v1/targets', { token: ADMIN_TOKEN });
       expect(all.body.targets).toHaveLength(3);
     });
+
+    it('records a supplier’s own change in the ledger, and refuses one on another supplier’s target', async () => {
+      for (const name of ['storage-vendor', 'network-vendor'])
+        await t.call('POST', '/api/v1/suppliers', { token: ADMIN_TOKEN, body: { name } });
+      await enroll('san-2', { environment: 'production', supplier: 'storage-vendor' });
+      await enroll('switch-2', { environment: 'production', supplier: 'network-vendor' });
+      const user = await t.call('POST', '/api/v1/users', {
+        token: ADMIN_TOKEN,
+        body: { username: 'san-eng', role: 'supplier', supplier: 'storage-vendor' },
+      });
+      const vendor = (
+        await t.call('POST', '/api/v1/tokens', {
+          token: ADMIN_TOKEN,
+          body: { name: 'x', userId: user.body.id },
+        })
+      ).body.secret as string;
+      const record = (target: string, version: string) =>
+        t.call('POST', '/api/v1/ledger/external', {
+          token: vendor,
+          body: { target, component: 'san-firmware', version, reference: 'VENDOR-7781' },
+        });
+      expect((await record('san-2', '4.1')).status).toBe(201);
+      t.clock.advance(1000);
+      const second = await record('san-2', '4.2');
+      expect(second.body).toMatchObject({
+        version: '4.2',
+        previousVersion: '4.1',
+        source: 'external',
+        recordedBy: 'user:san-eng',
+      });
+      expect((await record('switch-2', '9.9')).status).toBe(404);
+      const ledger = await t.call('GET', '/api/v1/ledger?component=san-firmware', { token: ADMIN_TOKEN });
+      expect(ledger.body.positions).toEqual([
+        expect.objectContaining({ target: 'san-2', version: '4.2', previousVersion: '4.1', drift: null }),
+      ]);
+      const history = await t.call('GET', '/api/v1/targets/san-2/ledger', { token: vendor });
+      expect(history.body.entries.map((e: { version: string }) => e.version)).toEqual(['4.1', '4.2']);
+      const audit = await t.call('GET', '/api/v1/audit?action=ledger.external_recorded', {
+        token: ADMIN_TOKEN,
+      });
+      expect(audit.body.entries).toHaveLength(2);
+    });
+
+    it('notices drift once when an agent runs what the ledger does not expect, and clears it when recorded', async () => {
+      const agent = await enroll('app-1');
+      await t.call('POST', '/api/v1/ledger/external', {
+        token: ADMIN_TOKEN,
+        body: { target: 'app-1', component: 'api', version: '1.9.1', reference: 'CHG-1' },
+      });
+      const beat = () =>
+        t.call('POST', '/api/v1/agent/heartbeat', {
+          token: agent.credential,
+          body: { facts: FACTS, installed: [{ component: 'api', version: '1.9.2-hotfix' }] },
+        });
+      expect((await beat()).status).toBe(200);
+      expect((await beat()).status).toBe(200);
+      const ledger = await t.call('GET', '/api/v1/ledger?target=app-1', { token: ADMIN_TOKEN });
+      expect(ledger.body.positions[0].drift).toMatchObject({ reportedVersion: '1.9.2-hotfix' });
+      const events = await t.call('GET', '/api/v1/events?severity=warning', { token: ADMIN_TOKEN });
+      expect(events.body.events.filter((e: { kind: string }) => e.kind === 'inventory.drift')).toHaveLength(
+        1,
+      );
+      await t.call('POST', '/api/v1/ledger/external', {
+        token: ADMIN_TOKEN,
+        body: { target: 'app-1', component: 'api', version: '1.9.2-hotfix', reference: 'INC-5 hand fix' },
+      });
+      const after = await t.call('GET', '/api/v1/ledger?target=app-1', { token: ADMIN_TOKEN });
+      expect(after.body.positions[0]).toMatchObject({ version: '1.9.2-hotfix', drift: null });
+    });
   });
 }
