@@ -86,6 +86,18 @@ describe('the agent process', () => {
     const revoked = startGantry(['agent', '--data-dir', agentDir]);
     expect(await revoked.exited).toBe(3);
     expect(revoked.output()).toContain('no longer accepts this agent');
+
+    // With a new token the revoked agent enrolls again and takes up its own target.
+    const fresh = await gantryJson(
+      ['agents', 'enroll-token', '--env', 'production', '--label', 'region=eu'],
+      env,
+    );
+    const back = startGantry(['agent', '--data-dir', agentDir, '--enroll', fresh.secret]);
+    await eventually(async () => (back.output().includes('enrolled; the credential') ? true : undefined));
+    const again2 = await gantryJson(['targets', 'show', 'web-1'], env);
+    expect(again2.id).toBe(target.id);
+    expect(again2.state).toBe('online');
+    expect(await back.stop('SIGTERM')).toBe(0);
   });
 
   it('keeps running while the server is away, retrying with backoff', async () => {

@@ -4,10 +4,10 @@
  * backoff and jitter. Installing, activating and rolling back releases arrive with the deployment
  * work; this is the agent's connection to the server.
  */
-import { statfsSync } from 'node:fs';
+import { rmSync, statfsSync } from 'node:fs';
 import os from 'node:os';
 import type { Logger } from 'pino';
-import { type AgentState, readState, writeState } from './agent-state.ts';
+import { type AgentState, readState, statePath, writeState } from './agent-state.ts';
 
 export interface AgentOptions {
   server: string | undefined;
@@ -54,6 +54,13 @@ async function post(
     body: JSON.stringify(body),
     signal: AbortSignal.timeout(15_000),
   });
+  // The server's answers are small; anything large is refused rather than read into memory.
+  if (Number(response.headers.get('content-length') ?? 0) > 1024 * 1024) {
+    await response.body?.cancel();
+    throw new Error(
+      `the server's answer is larger than 1 MiB (${response.headers.get('content-length')} bytes)`,
+    );
+  }
   const text = await response.text();
   let parsed: unknown = null;
   try {
@@ -72,11 +79,18 @@ function messageOf(body: unknown): string {
 export async function ensureEnrolled(options: AgentOptions): Promise<AgentState> {
   const saved = readState(options.dataDir);
   if (saved) {
-    if (options.enrollToken)
+    // The credential belongs to one server and is never sent to another.
+    if (options.server !== undefined && new URL(options.server).href !== new URL(saved.server).href) {
+      throw new AgentFatalError(
+        `This agent is enrolled with ${saved.server}, not ${options.server}; its credential is not sent elsewhere. Use another --data-dir to enroll with another server.`,
+      );
+    }
+    if (options.enrollToken) {
       options.logger.info(
         { target: saved.name },
-        'already enrolled; the enrollment token is not needed and was not used',
+        'already enrolled; the token is kept in case the server asks for a new enrollment',
       );
+    }
     return saved;
   }
   if (!options.server || !options.enrollToken) {
@@ -118,8 +132,11 @@ export async function ensureEnrolled(options: AgentOptions): Promise<AgentState>
 
 /** Heartbeats until stopped. A revoked credential ends the agent; anything else is retried. */
 export async function runAgent(options: AgentOptions): Promise<void> {
-  const state = await ensureEnrolled(options);
+  const hadState = readState(options.dataDir) !== undefined;
+  let state = await ensureEnrolled(options);
   const server = options.server ?? state.server;
+  // A token given to an agent that was already enrolled is kept for one re-enrollment.
+  let tokenUsed = !hadState || options.enrollToken === undefined;
   let stopped = false;
   void options.stopped.then(() => {
     stopped = true;
@@ -135,11 +152,24 @@ export async function runAgent(options: AgentOptions): Promise<void> {
         { facts: hostFacts(options.dataDir) },
         state.credential,
       );
-      if (result.status === 401)
+      if (result.status === 401) {
+        if (!tokenUsed) {
+          // Revoked, and a new token was given: enroll again under the same name.
+          tokenUsed = true;
+          options.logger.warn(
+            { target: state.name },
+            'the server no longer accepts this agent; enrolling again with the token given',
+          );
+          rmSync(statePath(options.dataDir), { force: true });
+          state = await ensureEnrolled({ ...options, server, name: state.name });
+          continue;
+        }
         throw new AgentFatalError(`The server no longer accepts this agent: ${messageOf(result.body)}`);
+      }
       if (result.status !== 200)
         throw new Error(`heartbeat answered ${result.status}: ${messageOf(result.body)}`);
-      interval = (result.body as { heartbeatSeconds: number }).heartbeatSeconds;
+      const offered = Number((result.body as { heartbeatSeconds?: unknown }).heartbeatSeconds);
+      interval = Number.isFinite(offered) && offered >= 1 && offered <= 3600 ? offered : 15;
       if (failures > 0) options.logger.info({ after: failures }, 'server reachable again');
       failures = 0;
       delay = interval * 1000;

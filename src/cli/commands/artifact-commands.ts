@@ -152,6 +152,13 @@ export function addArtifactCommands(program: Command, ctx: CliContext): void {
       } finally {
         uploading.stop();
       }
+      // Sign only what was sent: a server (or anything between) cannot get a signature over other bytes.
+      if (result.digest !== digest || result.component !== o.component || result.version !== o.version) {
+        throw new CliError(
+          EXIT.failed,
+          `The server answered with ${result.component} ${result.version} ${result.digest}, not what was sent (${digest}); nothing was signed.`,
+        );
+      }
       if (o.sign) result = await signArtifact(client, result, o.sign);
       ctx.out(
         command,
@@ -205,11 +212,24 @@ export function addArtifactCommands(program: Command, ctx: CliContext): void {
     .description('Download an artifact and check its digest before keeping it')
     .argument('<artifact>', 'id or COMPONENT@VERSION')
     .option('-o, --output <file>', 'where to write it (default: its file name in this directory)')
-    .action(async (ref: string, o: { output?: string }, command: Command) => {
+    .option('--force', 'replace the file if it exists')
+    .action(async (ref: string, o: { output?: string; force?: boolean }, command: Command) => {
       const client = ctx.client(command);
       const a = await resolveArtifact(client, ref);
-      const target = o.output ?? a.filename ?? `${a.component}-${a.version}`;
+      // The uploader chose the file name: keep only a plain, visible base name.
+      const offered = path.basename(a.filename ?? '');
+      const safeName = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/.test(offered)
+        ? offered
+        : `${a.component}-${a.version}`;
+      const target = o.output ?? safeName;
+      if (!o.force && (await stat(target).catch(() => null))) {
+        throw new CliError(
+          EXIT.usage,
+          `${target} exists; pass --force to replace it or -o to write elsewhere.`,
+        );
+      }
       const temp = `${target}.partial`;
+      await rm(temp, { force: true });
       const response = await client.download(`/api/v1/artifacts/${a.id}/content`);
       const progress = startProgress(
         'downloading',
@@ -228,7 +248,7 @@ export function addArtifactCommands(program: Command, ctx: CliContext): void {
               yield chunk;
             }
           },
-          createWriteStream(temp, { mode: 0o644 }),
+          createWriteStream(temp, { mode: 0o644, flags: 'wx' }),
         );
       } catch (error) {
         await rm(temp, { force: true });
@@ -280,9 +300,32 @@ export function addArtifactCommands(program: Command, ctx: CliContext): void {
     .description('Sign an artifact here with an Ed25519 private key and attach the signature')
     .argument('<artifact>', 'id or COMPONENT@VERSION')
     .requiredOption('--key <keyfile>', 'Ed25519 private key (PEM), e.g. from `gantry keys generate`')
-    .action(async (ref: string, o: { key: string }, command: Command) => {
+    .option(
+      '--file <file>',
+      'the local file the artifact was made from (default: download and hash the artifact first)',
+    )
+    .action(async (ref: string, o: { key: string; file?: string }, command: Command) => {
       const client = ctx.client(command);
-      const signed = await signArtifact(client, await resolveArtifact(client, ref), o.key);
+      const a = await resolveArtifact(client, ref);
+      // A signature vouches for bytes: hash them here rather than trust the digest the server names.
+      let local: string;
+      if (o.file !== undefined) {
+        local = `sha256:${await sha256File(o.file).catch(() => {
+          throw new CliError(EXIT.usage, `Cannot read ${o.file}.`);
+        })}`;
+      } else {
+        const response = await client.download(`/api/v1/artifacts/${a.id}/content`);
+        const hash = createHash('sha256');
+        for await (const chunk of Readable.fromWeb(response.body as import('node:stream/web').ReadableStream))
+          hash.update(chunk as Buffer);
+        local = `sha256:${hash.digest('hex')}`;
+      }
+      if (local !== a.digest)
+        throw new CliError(
+          EXIT.failed,
+          `The bytes hash to ${local}, not the ${a.digest} the server names; nothing was signed.`,
+        );
+      const signed = await signArtifact(client, a, o.key);
       ctx.out(command, signed, () => showArtifact(signed));
     });
 

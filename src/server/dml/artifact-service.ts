@@ -4,7 +4,7 @@
  * and its audit entry are written only after the bytes are durable under their content address.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { type Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline, type Readable, Transform, type TransformCallback } from 'node:stream';
 import {
   type ArtifactKind,
   contentProblem,
@@ -15,6 +15,7 @@ import {
 import { GantryError, isGantryError } from '../../core/errors.ts';
 import { type AuditActor, SYSTEM_ACTOR } from '../audit/audit-log.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
+import { lockAuditChain } from '../db/database.ts';
 import { isUniqueViolation } from '../db/db-errors.ts';
 import { EventLog } from '../events/event-log.ts';
 import { type Failpoints, NO_FAILPOINTS } from '../failpoints.ts';
@@ -174,8 +175,6 @@ export class ArtifactService {
       await fail('immutable_version', immutable(existing));
     }
 
-    await this.deps.blobs.commit(blob);
-    await this.failpoints.hit('dml.before_db_commit');
     const artifact: Artifact = {
       id: randomUUID(),
       component: input.component,
@@ -198,6 +197,10 @@ export class ArtifactService {
     };
     try {
       await inTransaction(this.deps, actor, async (uow) => {
+        // The bytes go to their address under the same lock as the row: a delete of another
+        // artifact with the same bytes cannot remove them in between.
+        await this.deps.blobs.commit(blob);
+        await this.failpoints.hit('dml.before_db_commit');
         await new ArtifactStore(uow.db).insert({ ...artifact, createdAt: uow.now.toISOString() });
         await uow.audit({
           action: 'artifact.uploaded',
@@ -213,6 +216,10 @@ export class ArtifactService {
         });
       });
     } catch (error) {
+      await this.deps.blobs.discard(blob);
+      if (isGantryError(error) && (error.code === 'DML_NO_SPACE' || error.code === 'UNAVAILABLE')) {
+        await fail(error.code.toLowerCase(), error);
+      }
       if (!isUniqueViolation(error)) throw error;
       // Another upload of the same name and version won the race.
       const winner = await this.store().findByNameVersion(input.component, input.version);
@@ -360,8 +367,10 @@ export class ArtifactService {
         usage,
       );
     }
-    const lastCopy = await inTransaction(this.deps, actorOf(by), async (uow) => {
+    await inTransaction(this.deps, actorOf(by), async (uow) => {
       const store = new ArtifactStore(uow.db);
+      if (!(await store.findById(id)))
+        throw new GantryError('NOT_FOUND', `No artifact with id '${id}'.`, { id });
       await store.delete(id);
       await uow.audit({
         action: 'artifact.deleted',
@@ -372,9 +381,9 @@ export class ArtifactService {
           digest: withDigestPrefix(artifact.digest),
         },
       });
-      return (await store.countByDigest(artifact.digest)) === 0;
+      // Last, under the lock every upload takes to place its bytes: no other row needs these.
+      if ((await store.countByDigest(artifact.digest)) === 0) await this.deps.blobs.remove(artifact.digest);
     });
-    if (lastCopy) await this.deps.blobs.remove(artifact.digest);
     return artifact;
   }
 
@@ -425,8 +434,9 @@ export class ArtifactService {
         `the stored bytes hash to sha256:${actual} while being served`,
       ).catch(() => {});
     });
-    source.on('error', (error) => verifier.destroy(error));
-    return source.pipe(verifier);
+    // pipeline, not pipe: a client that goes away destroys the verifier, and with it the file.
+    pipeline(source, verifier, () => {});
+    return verifier;
   }
 
   /** Checks size, then (for ranges, which cannot be checked on the fly) the whole digest, before serving. */
@@ -472,10 +482,13 @@ export class ArtifactService {
     const cutoff = Date.now() - minAgeMs;
     for await (const blob of this.deps.blobs.digests()) {
       if (blob.mtimeMs > cutoff) continue;
-      if ((await this.store().countByDigest(blob.digest)) === 0) {
-        await this.deps.blobs.remove(blob.digest);
-        removed += 1;
-      }
+      await this.deps.database.db.transaction().execute(async (trx) => {
+        await lockAuditChain(trx, this.deps.database.dialect);
+        if ((await new ArtifactStore(trx).countByDigest(blob.digest)) === 0) {
+          await this.deps.blobs.remove(blob.digest);
+          removed += 1;
+        }
+      });
     }
     return removed;
   }

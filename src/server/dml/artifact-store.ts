@@ -1,6 +1,7 @@
 /** Rows of `artifacts` and `artifact_signatures`. */
 import type { Kysely } from 'kysely';
 import type { ArtifactKind } from '../../core/artifacts.ts';
+import { GantryError } from '../../core/errors.ts';
 import type { ArtifactsTable, Tables } from '../db/schema.ts';
 
 export interface Provenance {
@@ -115,14 +116,19 @@ export class ArtifactStore {
         .select(['created_at', 'id'])
         .where('id', '=', filter.after)
         .executeTakeFirst();
-      if (after) {
-        query = query.where((eb) =>
-          eb.or([
-            eb('created_at', '>', after.created_at),
-            eb.and([eb('created_at', '=', after.created_at), eb('id', '>', after.id)]),
-          ]),
+      if (!after) {
+        throw new GantryError(
+          'VALIDATION',
+          `The cursor '${filter.after}' names no artifact (it may have been deleted); start the listing again.`,
+          [{ in: 'querystring', path: '/after', message: 'unknown cursor' }],
         );
       }
+      query = query.where((eb) =>
+        eb.or([
+          eb('created_at', '>', after.created_at),
+          eb.and([eb('created_at', '=', after.created_at), eb('id', '>', after.id)]),
+        ]),
+      );
     }
     const rows = await query.orderBy('created_at').orderBy('id').limit(filter.limit).execute();
     return rows.map(toArtifact);

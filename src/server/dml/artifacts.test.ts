@@ -204,8 +204,12 @@ for (const kind of testDatabases()) {
         headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
       });
       expect(down.statusCode === 200 && down.rawPayload.equals(tampered)).toBe(false);
-      await new Promise((r) => setTimeout(r, 50));
-      const after = await t.call('GET', `/api/v1/artifacts/${res.body.id}`, { token: ADMIN_TOKEN });
+      // The quarantine is written as the transfer stops; wait for it rather than for a fixed time.
+      let after = await t.call('GET', `/api/v1/artifacts/${res.body.id}`, { token: ADMIN_TOKEN });
+      for (let i = 0; i < 100 && after.body.state !== 'quarantined'; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        after = await t.call('GET', `/api/v1/artifacts/${res.body.id}`, { token: ADMIN_TOKEN });
+      }
       expect(after.body.state).toBe('quarantined');
       expect(after.body.quarantineReason).toContain('hash to');
       const again = await t.call('GET', `/api/v1/artifacts/${res.body.id}/content`, { token: ADMIN_TOKEN });

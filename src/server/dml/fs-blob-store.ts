@@ -113,14 +113,11 @@ export class FsBlobStore {
     const finalPath = this.pathOf(blob.digest);
     try {
       await this.failpoints.hit('dml.before_rename');
-      await mkdir(path.dirname(finalPath), { recursive: true, mode: 0o700 });
+      const created = await mkdir(path.dirname(finalPath), { recursive: true, mode: 0o700 });
       await rename(blob.tempPath, finalPath);
-      const dir = await open(path.dirname(finalPath), 'r');
-      try {
-        await dir.sync();
-      } finally {
-        await dir.close();
-      }
+      await fsyncDir(path.dirname(finalPath));
+      // A shard folder made just now must itself survive a power loss.
+      if (created !== undefined) await fsyncDir(path.dirname(path.dirname(finalPath)));
     } catch (error) {
       await unlink(blob.tempPath).catch(() => {});
       throw translateFsError(error);
@@ -173,6 +170,15 @@ export class FsBlobStore {
         if (info?.isFile()) yield { digest: name, mtimeMs: info.mtimeMs };
       }
     }
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
 

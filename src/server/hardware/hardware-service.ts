@@ -3,7 +3,7 @@
  * its history and is audited; an import is all or nothing.
  */
 import { parse } from 'csv-parse/sync';
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import { GantryError } from '../../core/errors.ts';
 import { type HardwareState, isHardwareState, moveProblem } from '../../core/hardware.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
@@ -119,8 +119,20 @@ export class HardwareService {
    */
   async importCsv(by: Principal, csv: string): Promise<HardwareItem[]> {
     let records: string[][];
+    let lineOf: number[] = [];
     try {
-      records = parse(csv, { skip_empty_lines: true, trim: true, relax_column_count: true }) as string[][];
+      // `info` gives each record's real line number: blank lines and quoted line breaks shift them.
+      const parsed = parse(csv, {
+        skip_empty_lines: true,
+        trim: true,
+        relax_column_count: true,
+        info: true,
+      }) as unknown as Array<{
+        record: string[];
+        info: { lines: number };
+      }>;
+      records = parsed.map((p) => p.record);
+      lineOf = parsed.map((p) => p.info.lines);
     } catch (error) {
       throw new GantryError('VALIDATION', `The CSV cannot be read: ${(error as Error).message}`, [
         { line: null, message: (error as Error).message },
@@ -146,7 +158,7 @@ export class HardwareService {
     const items: NewItem[] = [];
     const seen = new Map<string, number>();
     rows.forEach((row, index) => {
-      const line = index + 2;
+      const line = lineOf[index + 1] ?? index + 2;
       if (row.length !== CSV_COLUMNS.length) {
         problems.push({ line, message: `expected ${CSV_COLUMNS.length} fields, found ${row.length}` });
         return;
@@ -312,6 +324,9 @@ async function findItem(db: Kysely<Tables>, ref: string): Promise<HardwareItem |
     .selectFrom('hardware_items')
     .selectAll()
     .where((eb) => eb.or([eb('id', '=', ref), eb('asset_tag', '=', ref)]))
+    // An id always wins over an asset tag that happens to look like it.
+    .orderBy(sql`case when id = ${ref} then 0 else 1 end`)
+    .limit(1)
     .executeTakeFirst();
   return row ? toItem(row) : undefined;
 }

@@ -120,6 +120,7 @@ for (const kind of testDatabases()) {
       await add('E-0');
       const csv = [
         CSV_HEADER,
+        '',
         'E-1,SSD-4T,Acme,S1,1.0,store-1',
         'E-2,SSD-4T,,S2,1.0,store-1',
         'E-1,SSD-4T,Acme,S3,1.0,store-1',
@@ -129,9 +130,10 @@ for (const kind of testDatabases()) {
       ].join('\n');
       const res = await importCsv(csv);
       expect(res.status).toBe(400);
-      expect(res.body.error.details.map((d: { line: number }) => d.line)).toEqual([3, 4, 5, 6]);
+      // Line numbers are the file's own, counting the blank line.
+      expect(res.body.error.details.map((d: { line: number }) => d.line)).toEqual([4, 5, 6, 7]);
       expect(res.body.error.details[0].message).toContain('vendor');
-      expect(res.body.error.details[1].message).toContain('repeats line 2');
+      expect(res.body.error.details[1].message).toContain('repeats line 3');
       const existing = await importCsv(`${CSV_HEADER}\nE-7,SSD,Acme,S7,1,s\nE-0,SSD,Acme,S8,1,s`);
       expect(existing.body.error.details).toEqual([
         { line: 3, message: "asset tag 'E-0' is already in the store" },

@@ -81,7 +81,7 @@ export class EnrollmentService {
       await uow.audit({
         action: 'enrollment_token.created',
         subject: `enrollment-token:${id}`,
-        details: { environment: input.environment, labels, expiresAt },
+        details: { environment: input.environment, labels, supplier: input.supplier ?? null, expiresAt },
       });
       return { id, secret, environment: input.environment, labels, expiresAt };
     });
@@ -92,6 +92,13 @@ export class EnrollmentService {
     input: { token: string; name: string; facts: HostFacts },
     source: string | null,
   ): Promise<{ agentId: string; targetId: string; credential: string; heartbeatSeconds: number }> {
+    if (/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(input.name)) {
+      throw new GantryError(
+        'VALIDATION',
+        'A target name may not look like an id; choose a name such as web-1.',
+        [{ path: '/name', message: 'looks like an id' }],
+      );
+    }
     const actor: AuditActor = { actor: `agent:${input.name}`, source };
     try {
       return await inTransaction(this.deps, actor, async (uow) => {
@@ -113,21 +120,60 @@ export class EnrollmentService {
           .where('id', '=', token.id)
           .where('used_at', 'is', null)
           .execute();
-        const targetId = newSortableId();
-        await uow.db
-          .insertInto('targets')
-          .values({
-            id: targetId,
-            name: input.name,
-            environment_id: token.environment_id,
-            labels: token.labels,
-            supplier_id: token.supplier_id,
-            facts: JSON.stringify(input.facts),
-            last_seen_at: uow.now.toISOString(),
-            retired_at: null,
-            created_at: uow.now.toISOString(),
-          })
-          .execute();
+        // A target whose agent was revoked may be taken up again by a new agent with a token for
+        // its environment; a target with a working agent, or retired, may not.
+        const existing = await uow.db
+          .selectFrom('targets')
+          .selectAll()
+          .where('name', '=', input.name)
+          .executeTakeFirst();
+        let targetId: string;
+        let reEnrolled = false;
+        if (existing) {
+          const active = await uow.db
+            .selectFrom('agents')
+            .select('id')
+            .where('target_id', '=', existing.id)
+            .where('revoked_at', 'is', null)
+            .executeTakeFirst();
+          if (existing.retired_at !== null || active || existing.environment_id !== token.environment_id) {
+            throw new GantryError(
+              'CONFLICT',
+              `A target named '${input.name}' already exists with an agent, is retired, or is in another environment; enroll under another name.`,
+              {
+                field: '/name',
+              },
+            );
+          }
+          targetId = existing.id;
+          reEnrolled = true;
+          await uow.db
+            .updateTable('targets')
+            .set({
+              labels: token.labels,
+              supplier_id: token.supplier_id,
+              facts: JSON.stringify(input.facts),
+              last_seen_at: uow.now.toISOString(),
+            })
+            .where('id', '=', targetId)
+            .execute();
+        } else {
+          targetId = newSortableId();
+          await uow.db
+            .insertInto('targets')
+            .values({
+              id: targetId,
+              name: input.name,
+              environment_id: token.environment_id,
+              labels: token.labels,
+              supplier_id: token.supplier_id,
+              facts: JSON.stringify(input.facts),
+              last_seen_at: uow.now.toISOString(),
+              retired_at: null,
+              created_at: uow.now.toISOString(),
+            })
+            .execute();
+        }
         const credential = AGENT_PREFIX + randomBytes(32).toString('base64url');
         const agentId = newSortableId();
         await uow.db
@@ -141,7 +187,7 @@ export class EnrollmentService {
           })
           .execute();
         await uow.audit({
-          action: 'agent.enrolled',
+          action: reEnrolled ? 'agent.re_enrolled' : 'agent.enrolled',
           subject: `target:${targetId}`,
           details: {
             name: input.name,

@@ -42,7 +42,7 @@ export function registerInventoryRoutes(
       config: { permission: 'inventory:read' },
       schema: { tags: ['inventory'], summary: 'Environments in order', response: responses(EnvironmentList) },
     },
-    async () => ({ environments: await inventory.listEnvironments() }),
+    async (request) => ({ environments: await inventory.listEnvironments(principalOf(request)) }),
   );
   app.post(
     '/api/v1/environments',
@@ -69,7 +69,7 @@ export function registerInventoryRoutes(
         response: responses(EnvironmentSchema),
       },
     },
-    async (request) => inventory.environment(request.params.name),
+    async (request) => inventory.environment(principalOf(request), request.params.name),
   );
   app.patch(
     '/api/v1/environments/:name',

@@ -3,6 +3,7 @@
  * and targets. A supplier user sees only the targets of its own supplier; anything outside a
  * caller's scope answers exactly like something that does not exist.
  */
+import { sql } from 'kysely';
 import { GantryError } from '../../core/errors.ts';
 import {
   type HostFacts,
@@ -48,22 +49,27 @@ export interface Target {
 export class InventoryService {
   constructor(private readonly deps: TransactionDeps) {}
 
-  async listEnvironments(): Promise<Environment[]> {
-    const rows = await this.deps.database.db
-      .selectFrom('environments')
-      .selectAll()
-      .orderBy('position')
-      .orderBy('name')
-      .execute();
-    return rows.map(toEnvironment);
+  /** Environments in order; a supplier sees only those that hold targets of its own. */
+  async listEnvironments(by: Principal): Promise<Environment[]> {
+    let query = this.deps.database.db.selectFrom('environments').selectAll();
+    const scope = supplierScope(by);
+    if (scope !== undefined) {
+      query = query.where('id', 'in', (eb) =>
+        eb.selectFrom('targets').select('environment_id').where('supplier_id', '=', scope),
+      );
+    }
+    return (await query.orderBy('position').orderBy('name').execute()).map(toEnvironment);
   }
 
-  async environment(name: string): Promise<Environment> {
-    const row = await this.deps.database.db
-      .selectFrom('environments')
-      .selectAll()
-      .where('name', '=', name)
-      .executeTakeFirst();
+  async environment(by: Principal, name: string): Promise<Environment> {
+    let query = this.deps.database.db.selectFrom('environments').selectAll().where('name', '=', name);
+    const scope = supplierScope(by);
+    if (scope !== undefined) {
+      query = query.where('id', 'in', (eb) =>
+        eb.selectFrom('targets').select('environment_id').where('supplier_id', '=', scope),
+      );
+    }
+    const row = await query.executeTakeFirst();
     if (!row)
       throw new GantryError('NOT_FOUND', `No environment '${name}'. See \`gantry env list\`.`, { name });
     return toEnvironment(row);
@@ -124,7 +130,10 @@ export class InventoryService {
         .updateTable('environments')
         .set({
           ...(input.position !== undefined ? { position: input.position } : {}),
-          ...(input.standards !== undefined ? { standards: JSON.stringify(input.standards) } : {}),
+          // Standards not named keep their value: changing the Node.js floor does not drop the OS list.
+          ...(input.standards !== undefined
+            ? { standards: JSON.stringify({ ...before.standards, ...input.standards }) }
+            : {}),
           updated_at: uow.now.toISOString(),
         })
         .where('id', '=', before.id)
@@ -188,7 +197,10 @@ export class InventoryService {
       .innerJoin('environments', 'environments.id', 'targets.environment_id')
       .selectAll('targets')
       .select(['environments.name as environment_name', 'environments.standards as environment_standards'])
-      .where((eb) => eb.or([eb('targets.id', '=', ref), eb('targets.name', '=', ref)]));
+      .where((eb) => eb.or([eb('targets.id', '=', ref), eb('targets.name', '=', ref)]))
+      // An id always wins over a name that happens to look like it.
+      .orderBy(sql`case when targets.id = ${ref} then 0 else 1 end`)
+      .limit(1);
     if (scope !== undefined) query = query.where('targets.supplier_id', '=', scope);
     const row = await query.executeTakeFirst();
     if (!row) throw new GantryError('NOT_FOUND', `No target '${ref}'. See \`gantry targets list\`.`, { ref });

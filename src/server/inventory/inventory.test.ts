@@ -149,6 +149,9 @@ for (const kind of testDatabases()) {
       );
       const all = await t.call('GET', '/api/v1/targets', { token: ADMIN_TOKEN });
       expect(all.body.targets).toHaveLength(3);
+      const envs = await t.call('GET', '/api/v1/environments', { token: vendor });
+      expect(envs.body.environments.map((e: { name: string }) => e.name)).toEqual(['production']);
+      expect((await t.call('GET', '/api/v1/environments/test', { token: vendor })).status).toBe(404);
     });
 
     it('records a supplier’s own change in the ledger, and refuses one on another supplier’s target', async () => {
