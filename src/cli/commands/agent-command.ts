@@ -10,7 +10,10 @@ export function addAgentCommand(program: Command, ctx: CliContext): void {
     .command('agent')
     .description('Run the Gantry agent on a target: enroll once, then report to the server')
     .option('--server <url>', 'the Gantry server (needed to enroll; remembered afterwards)')
-    .option('--enroll <token>', 'one-time enrollment token from `gantry agents enroll-token`')
+    .option(
+      '--enroll <token>',
+      'one-time enrollment token from `gantry agents enroll-token` (or GANTRY_ENROLL_TOKEN, which keeps it out of the process list)',
+    )
     .option(
       '--data-dir <dir>',
       'where the agent keeps its state and credential (GANTRY_AGENT_DATA_DIR, default ./.gantry-agent)',
@@ -28,7 +31,14 @@ export function addAgentCommand(program: Command, ctx: CliContext): void {
         process.once('SIGINT', () => resolve());
       });
       try {
-        await runAgent({ server: o.server, enrollToken: o.enroll, dataDir, name: o.name, logger, stopped });
+        await runAgent({
+          server: o.server,
+          enrollToken: o.enroll ?? ctx.env.GANTRY_ENROLL_TOKEN,
+          dataDir,
+          name: o.name,
+          logger,
+          stopped,
+        });
       } catch (error) {
         if (error instanceof AgentFatalError) throw new CliError(EXIT.refused, error.message);
         throw error;

@@ -272,7 +272,7 @@ export function addInventoryCommands(program: Command, ctx: CliContext): void {
           created,
           () =>
             `Enrollment token for ${o.env} (one use, expires ${created.expiresAt}):\n${created.secret}\n` +
-            `On the target: gantry agent --server ${ctx.client(command).baseUrl} --enroll ${created.secret} --data-dir /var/lib/gantry-agent\n`,
+            `On the target: GANTRY_ENROLL_TOKEN=${created.secret} gantry agent --server ${ctx.client(command).baseUrl} --data-dir /var/lib/gantry-agent\n`,
         );
       },
     );

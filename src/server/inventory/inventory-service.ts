@@ -211,11 +211,14 @@ export class InventoryService {
     const target = await this.target(by, ref);
     if (target.state === 'retired') return target;
     await inTransaction(this.deps, actorOf(by), async (uow) => {
-      await uow.db
+      // Only the retirement that changes the row is recorded: two at once write one entry.
+      const changed = await uow.db
         .updateTable('targets')
         .set({ retired_at: uow.now.toISOString() })
         .where('id', '=', target.id)
-        .execute();
+        .where('retired_at', 'is', null)
+        .executeTakeFirst();
+      if (Number(changed.numUpdatedRows) === 0) return;
       await uow.db
         .updateTable('agents')
         .set({ revoked_at: uow.now.toISOString() })
