@@ -131,4 +131,36 @@ describe('the agent process', () => {
     expect(lonely.proc.exitCode).toBeNull();
     expect(await lonely.stop('SIGTERM')).toBe(0);
   });
+
+  it('runs as the one JavaScript file the server hands out, with nothing but Node.js', async () => {
+    const res = await fetch(`${server.url}/agent/gantry-agent.js`);
+    expect(res.status).toBe(200);
+    const code = await res.text();
+    const outside = mkdtempSync(path.join(os.tmpdir(), 'gantry-bundle-'));
+    try {
+      const { writeFileSync } = await import('node:fs');
+      writeFileSync(path.join(outside, 'gantry-agent.js'), code);
+      const token = await gantryJson(['agents', 'enroll-token', '--env', 'production'], env);
+      const { spawn } = await import('node:child_process');
+      const child = spawn(
+        process.execPath,
+        ['gantry-agent.js', '--server', server.url, '--data-dir', 'state', '--name', 'bundled-1'],
+        {
+          cwd: outside,
+          env: { PATH: process.env.PATH ?? '', GANTRY_ENROLL_TOKEN: token.secret },
+          stdio: 'ignore',
+        },
+      );
+      const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+      const target = await eventually(async () => {
+        const t = await gantryJson(['targets', 'show', 'bundled-1'], env);
+        return t.state === 'online' ? t : undefined;
+      });
+      expect(target.facts.nodeVersion).toBe(process.version);
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      rmSync(outside, { recursive: true, force: true });
+    }
+  });
 });

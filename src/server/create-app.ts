@@ -10,6 +10,7 @@ import { Ajv } from 'ajv';
 import Fastify, { type FastifyBaseLogger, type FastifyRequest } from 'fastify';
 import { API_VERSION } from '../protocol/meta.ts';
 import { GANTRY_VERSION } from '../version.ts';
+import { registerAgentBundleRoute } from './agent-bundle-route.ts';
 import { registerAuditRoutes } from './audit/audit-routes.ts';
 import type { AuditSink } from './audit/audit-sink.ts';
 import { registerAuthRoutes } from './auth/auth-routes.ts';
@@ -243,6 +244,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   );
 
   registerMetaRoutes(app, { database: deps.database });
+  registerAgentBundleRoute(app);
   registerAuthRoutes(app, auth, { secureCookies: deps.publicUrl?.startsWith('https:') ?? false });
   registerUserRoutes(app, users, auth);
   registerTokenRoutes(app, tokens);

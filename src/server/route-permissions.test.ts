@@ -19,6 +19,7 @@ const EXPECTED: Record<string, 'public' | 'agent' | readonly Role[]> = {
   'GET /readyz': 'public',
   'GET /api/v1/version': 'public',
   'GET /api/v1/openapi.json': 'public',
+  'GET /agent/gantry-agent.js': 'public',
   'POST /api/v1/auth/login': 'public',
   'POST /api/v1/auth/token': 'public',
   'POST /api/v1/auth/logout': EVERYONE,
