@@ -33,6 +33,8 @@ export const PERMISSIONS = [
   'inventory:write',
   /** Recording changes made outside Gantry in the ledger; suppliers only for their own targets. */
   'ledger:record',
+  /** Queuing steps (install, activate, rollback, remove) for a target's agent by hand. */
+  'steps:run',
   /** Agent routes: only an agent's own credential, never a user, reaches them. */
   'agent',
 ] as const;
@@ -54,7 +56,7 @@ const GRANTS: Record<Role, readonly Permission[]> = {
   admin: PERMISSIONS.filter((p) => p !== 'agent'),
   'change-authority': READ,
   'release-manager': [...READ, 'artifacts:write'],
-  deployer: [...READ, 'hardware:write', 'ledger:record'],
+  deployer: [...READ, 'hardware:write', 'ledger:record', 'steps:run'],
   // Suppliers act only inside their scope: they see the targets of their own supplier.
   supplier: ['public', 'authenticated', 'tokens:own', 'inventory:read', 'ledger:record'],
   viewer: READ,

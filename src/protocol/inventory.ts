@@ -160,3 +160,45 @@ export const RecordExternalRequest = Strict({
   }),
   note: Type.Optional(Line({ maxLength: 1000 })),
 });
+
+export const StepKindSchema = Type.Union([
+  Type.Literal('install'),
+  Type.Literal('activate'),
+  Type.Literal('rollback'),
+  Type.Literal('remove'),
+]);
+export const StepSchema = Strict({
+  id: Id,
+  target: Type.String(),
+  kind: StepKindSchema,
+  component: Type.String(),
+  version: Nullable(Type.String()),
+  digest: Nullable(Type.String({ description: 'hex SHA-256 of the package (install)' })),
+  state: Type.Union([
+    Type.Literal('queued'),
+    Type.Literal('running'),
+    Type.Literal('succeeded'),
+    Type.Literal('failed'),
+  ]),
+  message: Nullable(Type.String()),
+  requestedBy: Type.String(),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+});
+export const StepList = Strict({ steps: Type.Array(StepSchema) });
+export const QueueStepRequest = Strict({
+  kind: StepKindSchema,
+  component: InventoryName,
+  version: Type.Optional(Line({ minLength: 1, maxLength: 100 })),
+});
+export const NextStepQuery = Strict({
+  wait: Type.Optional(Type.Integer({ minimum: 0, maximum: 60, description: 'seconds to wait for work' })),
+});
+export const StepResultRequest = Strict({
+  outcome: Type.Union([Type.Literal('succeeded'), Type.Literal('failed')]),
+  message: Type.Optional(Line({ maxLength: 2000 })),
+  active: Type.Optional(
+    Strict({ component: InventoryName, version: Line({ minLength: 1, maxLength: 100 }) }),
+  ),
+});
+export const StepParams = Strict({ id: Id });

@@ -34,6 +34,7 @@ import { EnrollmentService } from './inventory/enrollment-service.ts';
 import { registerInventoryRoutes } from './inventory/inventory-routes.ts';
 import { InventoryService } from './inventory/inventory-service.ts';
 import { LedgerService } from './inventory/ledger-service.ts';
+import { StepService } from './inventory/step-service.ts';
 import { registerKeyRoutes } from './keys/key-routes.ts';
 import { PublisherKeyService } from './keys/publisher-keys.ts';
 import { registerMetaRoutes } from './meta-routes.ts';
@@ -253,7 +254,13 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerKeyRoutes(app, new PublisherKeyService(tx));
   registerArtifactRoutes(app, artifacts, deps.blobs);
   const inventory = new InventoryService(tx);
-  registerInventoryRoutes(app, inventory, enrollment, new LedgerService(tx, inventory));
+  registerInventoryRoutes(
+    app,
+    inventory,
+    enrollment,
+    new LedgerService(tx, inventory),
+    new StepService(tx, inventory),
+  );
   registerHardwareRoutes(app, new HardwareService(tx), { csvLimit: 8 * 1024 * 1024 });
 
   await app.ready();

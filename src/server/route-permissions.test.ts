@@ -70,6 +70,11 @@ const EXPECTED: Record<string, 'public' | 'agent' | readonly Role[]> = {
   'POST /api/v1/ledger/external': ['admin', 'deployer', 'supplier'],
   // Only an agent's own credential: every user, admin included, is turned away as unknown.
   'POST /api/v1/agent/heartbeat': 'agent',
+  'GET /api/v1/agent/steps/next': 'agent',
+  'POST /api/v1/agent/steps/:id/result': 'agent',
+  'GET /api/v1/agent/blobs/:digest': 'agent',
+  'POST /api/v1/targets/:ref/steps': ['admin', 'deployer'],
+  'GET /api/v1/targets/:ref/steps': EVERYONE,
 };
 
 function concreteUrl(url: string): string {

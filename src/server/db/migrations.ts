@@ -248,6 +248,29 @@ export const MIGRATIONS: Record<string, Migration> = {
         .execute();
     },
   },
+  '0005-steps': {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('steps')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('target_id', 'text', (c) => c.notNull().references('targets.id'))
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('component', 'text', (c) => c.notNull())
+        .addColumn('version', 'text')
+        .addColumn('digest', 'text')
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('message', 'text')
+        .addColumn('requested_by', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createIndex('steps_target_state')
+        .on('steps')
+        .columns(['target_id', 'state', 'id'])
+        .execute();
+    },
+  },
 };
 
 class InCodeMigrationProvider implements MigrationProvider {

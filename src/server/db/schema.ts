@@ -199,6 +199,23 @@ export interface DriftTable {
   since: string;
 }
 
+export interface StepsTable {
+  id: string;
+  target_id: string;
+  /** install | activate | rollback | remove */
+  kind: string;
+  component: string;
+  version: string | null;
+  /** Hex SHA-256 of the package, for install. */
+  digest: string | null;
+  /** queued | running | succeeded | failed */
+  state: string;
+  message: string | null;
+  requested_by: string;
+  created_at: string;
+  updated_at: string;
+}
+
 export interface Tables {
   users: UsersTable;
   api_tokens: ApiTokensTable;
@@ -218,4 +235,5 @@ export interface Tables {
   enrollment_tokens: EnrollmentTokensTable;
   ledger_entries: LedgerEntriesTable;
   drift: DriftTable;
+  steps: StepsTable;
 }

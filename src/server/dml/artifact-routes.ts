@@ -157,6 +157,27 @@ export function registerArtifactRoutes(app: App, artifacts: ArtifactService, blo
       ),
   );
 
+  app.get(
+    '/api/v1/agent/blobs/:digest',
+    {
+      config: { permission: 'agent' },
+      schema: {
+        tags: ['agents'],
+        summary: 'An agent downloads a package by digest (Range supported)',
+        params: DigestParams,
+        response: binary,
+      },
+    },
+    async (request, reply) =>
+      serve(
+        request,
+        reply,
+        await artifacts.findByDigest(request.params.digest.slice('sha256:'.length)),
+        artifacts,
+        blobs,
+      ),
+  );
+
   app.post(
     '/api/v1/artifacts/:id/verify',
     {

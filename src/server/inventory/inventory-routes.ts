@@ -1,4 +1,6 @@
 /** /api/v1/environments, /api/v1/suppliers, /api/v1/targets, /api/v1/agents, /api/v1/agent/* */
+
+import { Type } from '@sinclair/typebox';
 import {
   CreateEnrollmentTokenRequest,
   CreateEnvironmentRequest,
@@ -16,8 +18,14 @@ import {
   LedgerQuery,
   LedgerView,
   NameParams,
+  NextStepQuery,
+  QueueStepRequest,
   RecordExternalRequest,
   RefParams,
+  StepList,
+  StepParams,
+  StepResultRequest,
+  StepSchema,
   SupplierList,
   SupplierSchema,
   TargetList,
@@ -29,12 +37,14 @@ import { type App, agentOf, principalOf, responses } from '../http/route-kit.ts'
 import type { EnrollmentService } from './enrollment-service.ts';
 import type { InventoryService } from './inventory-service.ts';
 import type { LedgerService } from './ledger-service.ts';
+import type { StepService } from './step-service.ts';
 
 export function registerInventoryRoutes(
   app: App,
   inventory: InventoryService,
   enrollment: EnrollmentService,
   ledger: LedgerService,
+  steps: StepService,
 ): void {
   app.get(
     '/api/v1/environments',
@@ -257,5 +267,74 @@ export function registerInventoryRoutes(
     },
     async (request, reply) =>
       reply.status(201).send(await ledger.recordExternal(principalOf(request), request.body)),
+  );
+
+  app.post(
+    '/api/v1/targets/:ref/steps',
+    {
+      config: { permission: 'steps:run' },
+      schema: {
+        tags: ['steps'],
+        summary: 'Queue a step for the target’s agent: install, activate, rollback or remove',
+        params: RefParams,
+        body: QueueStepRequest,
+        response: responses(StepSchema, 201),
+      },
+    },
+    async (request, reply) =>
+      reply.status(201).send(await steps.queue(principalOf(request), request.params.ref, request.body)),
+  );
+  app.get(
+    '/api/v1/targets/:ref/steps',
+    {
+      config: { permission: 'inventory:read' },
+      schema: {
+        tags: ['steps'],
+        summary: 'The target’s steps, oldest first',
+        params: RefParams,
+        response: responses(StepList),
+      },
+    },
+    async (request) => ({ steps: await steps.list(principalOf(request), request.params.ref) }),
+  );
+  app.get(
+    '/api/v1/agent/steps/next',
+    {
+      config: { permission: 'agent' },
+      schema: {
+        tags: ['agents'],
+        summary: 'Long-poll for the next step (204 when none came within `wait` seconds)',
+        querystring: NextStepQuery,
+        response: { 200: StepSchema, 204: Type.Null(), ...responses(StepSchema) },
+      },
+    },
+    async (request, reply) => {
+      const agent = agentOf(request);
+      const until = Date.now() + (request.query.wait ?? 0) * 1000;
+      let closed = false;
+      request.raw.once('close', () => {
+        closed = true;
+      });
+      for (;;) {
+        const step = await steps.next(agent);
+        if (step) return step;
+        if (closed || Date.now() >= until) return reply.status(204).send(null);
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    },
+  );
+  app.post(
+    '/api/v1/agent/steps/:id/result',
+    {
+      config: { permission: 'agent' },
+      schema: {
+        tags: ['agents'],
+        summary: 'Report a step’s outcome (a repeated report changes nothing)',
+        params: StepParams,
+        body: StepResultRequest,
+        response: responses(StepSchema),
+      },
+    },
+    async (request) => steps.report(agentOf(request), request.params.id, request.body),
   );
 }

@@ -1,0 +1,242 @@
+/**
+ * Steps: single pieces of work for one target's agent — install a package, activate a version,
+ * roll back to the one before, remove an old one. An operator can queue them by hand; the
+ * deployment engine will queue them as the waves of a plan. Agents take the oldest queued step
+ * (long-polling), and report its result once: a repeated report changes nothing.
+ */
+import { GantryError } from '../../core/errors.ts';
+import { actorOf, type Principal } from '../auth/principal.ts';
+import type { StepsTable } from '../db/schema.ts';
+import { newSortableId } from '../ids.ts';
+import { inTransaction, type TransactionDeps } from '../unit-of-work.ts';
+import type { AgentIdentity } from './enrollment-service.ts';
+import type { InventoryService } from './inventory-service.ts';
+
+export const STEP_KINDS = ['install', 'activate', 'rollback', 'remove'] as const;
+export type StepKind = (typeof STEP_KINDS)[number];
+
+export interface Step {
+  id: string;
+  target: string;
+  kind: StepKind;
+  component: string;
+  version: string | null;
+  digest: string | null;
+  state: 'queued' | 'running' | 'succeeded' | 'failed';
+  message: string | null;
+  requestedBy: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export class StepService {
+  constructor(
+    private readonly deps: TransactionDeps,
+    private readonly inventory: InventoryService,
+  ) {}
+
+  async queue(
+    by: Principal,
+    targetRef: string,
+    input: { kind: StepKind; component: string; version?: string | undefined },
+  ): Promise<Step> {
+    const target = await this.inventory.target(by, targetRef);
+    if (target.state === 'retired') throw new GantryError('CONFLICT', `Target '${target.name}' is retired.`);
+    if (input.kind !== 'rollback' && input.version === undefined) {
+      throw new GantryError('VALIDATION', `A ${input.kind} step needs a version.`, [
+        { path: '/version', message: 'required' },
+      ]);
+    }
+    let digest: string | null = null;
+    if (input.kind === 'install') {
+      const artifact = await this.deps.database.db
+        .selectFrom('artifacts')
+        .select(['digest', 'kind', 'state'])
+        .where('component', '=', input.component)
+        .where('version', '=', input.version as string)
+        .executeTakeFirst();
+      if (!artifact)
+        throw new GantryError(
+          'NOT_FOUND',
+          `No artifact ${input.component} ${input.version} in the media library.`,
+        );
+      if (artifact.kind !== 'package')
+        throw new GantryError(
+          'CONFLICT',
+          `${input.component} ${input.version} is a ${artifact.kind}, not a package; only packages are installed.`,
+        );
+      if (artifact.state !== 'available')
+        throw new GantryError(
+          'QUARANTINED',
+          `${input.component} ${input.version} is quarantined and cannot be installed.`,
+        );
+      digest = artifact.digest;
+    }
+    return inTransaction(this.deps, actorOf(by), async (uow) => {
+      const row: StepsTable = {
+        id: newSortableId(),
+        target_id: target.id,
+        kind: input.kind,
+        component: input.component,
+        version: input.version ?? null,
+        digest,
+        state: 'queued',
+        message: null,
+        requested_by: actorOf(by).actor,
+        created_at: uow.now.toISOString(),
+        updated_at: uow.now.toISOString(),
+      };
+      await uow.db.insertInto('steps').values(row).execute();
+      await uow.audit({
+        action: 'step.queued',
+        subject: `step:${row.id}`,
+        details: { target: target.name, kind: input.kind, component: input.component, version: row.version },
+      });
+      return toStep(row, target.name);
+    });
+  }
+
+  async list(by: Principal, targetRef: string): Promise<Step[]> {
+    const target = await this.inventory.target(by, targetRef);
+    const rows = await this.deps.database.db
+      .selectFrom('steps')
+      .selectAll()
+      .where('target_id', '=', target.id)
+      .orderBy('id')
+      .execute();
+    return rows.map((r) => toStep(r, target.name));
+  }
+
+  /**
+   * The step the agent should run now: one it was already given and has not finished (after a
+   * restart it continues there), or else the oldest queued one, which becomes running.
+   */
+  async next(agent: AgentIdentity): Promise<Step | null> {
+    return inTransaction(this.deps, { actor: `agent:${agent.targetName}`, source: null }, async (uow) => {
+      const running = await uow.db
+        .selectFrom('steps')
+        .selectAll()
+        .where('target_id', '=', agent.targetId)
+        .where('state', '=', 'running')
+        .orderBy('id')
+        .executeTakeFirst();
+      if (running) return toStep(running, agent.targetName);
+      const queued = await uow.db
+        .selectFrom('steps')
+        .selectAll()
+        .where('target_id', '=', agent.targetId)
+        .where('state', '=', 'queued')
+        .orderBy('id')
+        .executeTakeFirst();
+      if (!queued) return null;
+      await uow.db
+        .updateTable('steps')
+        .set({ state: 'running', updated_at: uow.now.toISOString() })
+        .where('id', '=', queued.id)
+        .execute();
+      await uow.audit({
+        action: 'step.started',
+        subject: `step:${queued.id}`,
+        details: {
+          target: agent.targetName,
+          kind: queued.kind,
+          component: queued.component,
+          version: queued.version,
+        },
+      });
+      return toStep({ ...queued, state: 'running' }, agent.targetName);
+    });
+  }
+
+  /** Records a step's outcome, once; when it changed what is active, the ledger says so. */
+  async report(
+    agent: AgentIdentity,
+    stepId: string,
+    input: {
+      outcome: 'succeeded' | 'failed';
+      message?: string | undefined;
+      active?: { component: string; version: string } | undefined;
+    },
+  ): Promise<Step> {
+    return inTransaction(this.deps, { actor: `agent:${agent.targetName}`, source: null }, async (uow) => {
+      const step = await uow.db
+        .selectFrom('steps')
+        .selectAll()
+        .where('id', '=', stepId)
+        .where('target_id', '=', agent.targetId)
+        .executeTakeFirst();
+      if (!step) throw new GantryError('NOT_FOUND', `No step '${stepId}' for this agent.`);
+      if (step.state === 'succeeded' || step.state === 'failed') {
+        if (step.state === input.outcome) return toStep(step, agent.targetName);
+        throw new GantryError('CONFLICT', `Step ${stepId} was already reported as ${step.state}.`);
+      }
+      const message = input.message ?? null;
+      await uow.db
+        .updateTable('steps')
+        .set({ state: input.outcome, message, updated_at: uow.now.toISOString() })
+        .where('id', '=', stepId)
+        .execute();
+      await uow.audit({
+        action: `step.${input.outcome}`,
+        subject: `step:${stepId}`,
+        details: {
+          target: agent.targetName,
+          kind: step.kind,
+          component: step.component,
+          version: step.version,
+          message,
+        },
+      });
+      if (input.outcome === 'succeeded' && input.active) {
+        const previous = await uow.db
+          .selectFrom('ledger_entries')
+          .select('version')
+          .where('target_id', '=', agent.targetId)
+          .where('component', '=', input.active.component)
+          .orderBy('id', 'desc')
+          .limit(1)
+          .executeTakeFirst();
+        if (previous?.version !== input.active.version) {
+          await uow.db
+            .insertInto('ledger_entries')
+            .values({
+              id: newSortableId(),
+              target_id: agent.targetId,
+              component: input.active.component,
+              version: input.active.version,
+              digest: null,
+              previous_version: previous?.version ?? null,
+              source: 'step',
+              reference: stepId,
+              note: `${step.kind} by the agent`,
+              recorded_by: `agent:${agent.targetName}`,
+              at: uow.now.toISOString(),
+            })
+            .execute();
+          await uow.db
+            .deleteFrom('drift')
+            .where('target_id', '=', agent.targetId)
+            .where('component', '=', input.active.component)
+            .execute();
+        }
+      }
+      return toStep({ ...step, state: input.outcome, message }, agent.targetName);
+    });
+  }
+}
+
+function toStep(row: StepsTable, target: string): Step {
+  return {
+    id: row.id,
+    target,
+    kind: row.kind as StepKind,
+    component: row.component,
+    version: row.version,
+    digest: row.digest,
+    state: row.state as Step['state'],
+    message: row.message,
+    requestedBy: row.requested_by,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
