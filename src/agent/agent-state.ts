@@ -12,6 +12,8 @@ export interface AgentState {
   targetId: string;
   name: string;
   credential: string;
+  /** Per component: the active version and the one before it (for rollback). */
+  components?: Record<string, { current: string | null; previous: string | null }>;
 }
 
 export function statePath(dataDir: string): string {

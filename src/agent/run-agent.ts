@@ -8,6 +8,7 @@ import { rmSync, statfsSync } from 'node:fs';
 import os from 'node:os';
 import type { Logger } from 'pino';
 import { type AgentState, readState, statePath, writeState } from './agent-state.ts';
+import { runStep, type StepToRun } from './steps.ts';
 
 export interface AgentOptions {
   server: string | undefined;
@@ -75,6 +76,12 @@ function messageOf(body: unknown): string {
   return (body as { error?: { message?: string } } | null)?.error?.message ?? 'no message';
 }
 
+function installedOf(state: AgentState): Array<{ component: string; version: string }> {
+  return Object.entries(state.components ?? {})
+    .filter(([, c]) => c.current !== null)
+    .map(([component, c]) => ({ component, version: c.current as string }));
+}
+
 /** Enrolls when there is no saved state yet; returns the state to run with. */
 export async function ensureEnrolled(options: AgentOptions): Promise<AgentState> {
   const saved = readState(options.dataDir);
@@ -138,18 +145,63 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   // A token given to an agent that was already enrolled is kept for one re-enrollment.
   let tokenUsed = !hadState || options.enrollToken === undefined;
   let stopped = false;
+  // A stop also ends a long-poll in flight, so the agent stops at once.
+  const stop = new AbortController();
   void options.stopped.then(() => {
     stopped = true;
+    stop.abort();
   });
   let interval = 15;
   let failures = 0;
+
+  /** Long-polls for steps until `deadline`, running each and reporting its outcome. */
+  const workUntil = async (deadline: number): Promise<void> => {
+    while (!stopped && Date.now() < deadline) {
+      const wait = Math.max(0, Math.min(25, Math.floor((deadline - Date.now()) / 1000)));
+      const response = await fetch(new URL(`/api/v1/agent/steps/next?wait=${wait}`, server), {
+        headers: { authorization: `Bearer ${state.credential}`, accept: 'application/json' },
+        signal: AbortSignal.any([AbortSignal.timeout((wait + 15) * 1000), stop.signal]),
+      });
+      if (response.status === 204) {
+        await response.body?.cancel();
+        continue;
+      }
+      if (response.status === 401) return; // the heartbeat that follows decides what to do
+      if (!response.ok) throw new Error(`asking for work answered ${response.status}`);
+      const step = (await response.json()) as StepToRun;
+      options.logger.info(
+        { step: step.id, kind: step.kind, component: step.component, version: step.version },
+        'running step',
+      );
+      const outcome = await runStep({ server, dataDir: options.dataDir, state }, step);
+      options.logger.info(
+        { step: step.id, outcome: outcome.outcome, message: outcome.message },
+        'step finished',
+      );
+      // The report is idempotent: it is sent until the server has it.
+      for (let attempt = 1; ; attempt++) {
+        const sent = await post(
+          server,
+          `/api/v1/agent/steps/${step.id}/result`,
+          outcome,
+          state.credential,
+        ).catch((error: Error) => ({
+          status: 0,
+          body: { error: { message: error.message } },
+        }));
+        if (sent.status === 200 || sent.status === 401 || sent.status === 404 || sent.status === 409) break;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(30_000, 500 * 2 ** attempt)));
+        if (stopped) return;
+      }
+    }
+  };
   while (!stopped) {
     let delay: number;
     try {
       const result = await post(
         server,
         '/api/v1/agent/heartbeat',
-        { facts: hostFacts(options.dataDir) },
+        { facts: hostFacts(options.dataDir), installed: installedOf(state) },
         state.credential,
       );
       if (result.status === 401) {
@@ -172,9 +224,12 @@ export async function runAgent(options: AgentOptions): Promise<void> {
       interval = Number.isFinite(offered) && offered >= 1 && offered <= 3600 ? offered : 15;
       if (failures > 0) options.logger.info({ after: failures }, 'server reachable again');
       failures = 0;
-      delay = interval * 1000;
+      // Until the next heartbeat is due, wait for work and run it.
+      await workUntil(Date.now() + interval * 1000);
+      delay = 0;
     } catch (error) {
       if (error instanceof AgentFatalError) throw error;
+      if (stopped) break;
       failures += 1;
       // Exponential backoff with full jitter, capped at a minute: a thousand agents coming back
       // after an outage do not arrive at once.
@@ -184,6 +239,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
         'heartbeat failed; retrying',
       );
     }
+    if (delay === 0) continue;
     // The timer keeps the process alive between heartbeats; a stop cuts the wait short.
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([new Promise((resolve) => (timer = setTimeout(resolve, delay))), options.stopped]);

@@ -37,6 +37,17 @@ interface LedgerPositionView {
   drift: { reportedVersion: string; since: string } | null;
 }
 
+interface StepView {
+  id: string;
+  target: string;
+  kind: string;
+  component: string;
+  version: string | null;
+  state: string;
+  message: string | null;
+  createdAt: string;
+}
+
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 function wholeNumber(text: string | undefined, flag: string): number | undefined {
@@ -379,4 +390,47 @@ export function addInventoryCommands(program: Command, ctx: CliContext): void {
         );
       },
     );
+
+  const steps = program
+    .command('steps')
+    .description('Steps for one target’s agent: install, activate, rollback, remove');
+  steps
+    .command('queue')
+    .description('Queue a step for a target’s agent (admin, deployer)')
+    .argument('<target>', 'name or id')
+    .requiredOption('--kind <kind>', 'install, activate, rollback or remove')
+    .requiredOption('--component <name>', 'component')
+    .option('--version <version>', 'version (not for rollback)')
+    .action(
+      async (ref: string, o: { kind: string; component: string; version?: string }, command: Command) => {
+        const step = await ctx
+          .client(command)
+          .request<StepView>('POST', `/api/v1/targets/${encodeURIComponent(ref)}/steps`, {
+            kind: o.kind,
+            component: o.component,
+            ...(o.version ? { version: o.version } : {}),
+          });
+        ctx.out(
+          command,
+          step,
+          () =>
+            `Queued ${step.kind} ${step.component} ${step.version ?? ''} on ${step.target} (step ${step.id}).\n`,
+        );
+      },
+    );
+  steps
+    .command('list')
+    .description('A target’s steps, oldest first, with their outcome')
+    .argument('<target>', 'name or id')
+    .action(async (ref: string, _o: unknown, command: Command) => {
+      const body = await ctx
+        .client(command)
+        .request<{ steps: StepView[] }>('GET', `/api/v1/targets/${encodeURIComponent(ref)}/steps`);
+      ctx.out(command, body, () =>
+        renderTable(
+          ['WHEN (UTC)', 'KIND', 'COMPONENT', 'VERSION', 'STATE', 'MESSAGE', 'ID'],
+          body.steps.map((x) => [x.createdAt, x.kind, x.component, x.version, x.state, x.message, x.id]),
+        ),
+      );
+    });
 }

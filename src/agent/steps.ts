@@ -1,0 +1,152 @@
+/**
+ * Running one step on the target. Releases live in `<data>/releases/<component>/<version>`; the
+ * active one is the `current` link beside them, switched atomically (a new link renamed over the
+ * old). Every step can be run again after a crash and ends the same way: an install that finds its
+ * release in place is done, an activation that finds the link already right is done.
+ */
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { type AgentState, writeState } from './agent-state.ts';
+import { extractSafely, UnsafeArchiveError } from './safe-extract.ts';
+
+export interface StepToRun {
+  id: string;
+  kind: 'install' | 'activate' | 'rollback' | 'remove';
+  component: string;
+  version: string | null;
+  digest: string | null;
+}
+
+export interface StepOutcome {
+  outcome: 'succeeded' | 'failed';
+  message: string;
+  active?: { component: string; version: string };
+}
+
+export interface StepContext {
+  server: string;
+  dataDir: string;
+  state: AgentState;
+}
+
+const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
+
+export async function runStep(ctx: StepContext, step: StepToRun): Promise<StepOutcome> {
+  // Names come from the server; they still must not steer a path out of the data directory.
+  if (!SAFE_NAME.test(step.component) || (step.version !== null && !SAFE_NAME.test(step.version))) {
+    return {
+      outcome: 'failed',
+      message: `refused: '${step.component}' '${step.version}' is not a safe name`,
+    };
+  }
+  const releases = path.join(ctx.dataDir, 'releases', step.component);
+  switch (step.kind) {
+    case 'install':
+      return install(ctx, step, releases);
+    case 'activate':
+      return activate(ctx, step.component, step.version as string, releases);
+    case 'rollback': {
+      const previous = ctx.state.components?.[step.component]?.previous;
+      if (!previous)
+        return {
+          outcome: 'failed',
+          message: `nothing to roll back to: no earlier version of ${step.component} was active here`,
+        };
+      return activate(ctx, step.component, previous, releases);
+    }
+    case 'remove': {
+      if (ctx.state.components?.[step.component]?.current === step.version) {
+        return {
+          outcome: 'failed',
+          message: `${step.component} ${step.version} is active; activate another version before removing it`,
+        };
+      }
+      await rm(path.join(releases, step.version as string), { recursive: true, force: true });
+      return { outcome: 'succeeded', message: `removed ${step.component} ${step.version}` };
+    }
+  }
+}
+
+async function install(ctx: StepContext, step: StepToRun, releases: string): Promise<StepOutcome> {
+  const version = step.version as string;
+  const final = path.join(releases, version);
+  if (await stat(final).catch(() => null))
+    return { outcome: 'succeeded', message: `${step.component} ${version} was already installed` };
+  if (!step.digest || !/^[0-9a-f]{64}$/.test(step.digest))
+    return { outcome: 'failed', message: 'the step names no digest to install' };
+  await mkdir(releases, { recursive: true, mode: 0o755 });
+  const downloads = path.join(ctx.dataDir, 'downloads');
+  await mkdir(downloads, { recursive: true, mode: 0o700 });
+  const file = path.join(downloads, `${step.digest}.partial`);
+  try {
+    const response = await fetch(new URL(`/api/v1/agent/blobs/sha256:${step.digest}`, ctx.server), {
+      headers: { authorization: `Bearer ${ctx.state.credential}` },
+      signal: AbortSignal.timeout(30 * 60_000),
+    });
+    if (!response.ok || !response.body)
+      return { outcome: 'failed', message: `download refused: the server answered ${response.status}` };
+    const hash = createHash('sha256');
+    await pipeline(
+      Readable.fromWeb(response.body as import('node:stream/web').ReadableStream),
+      async function* (chunks: AsyncIterable<Buffer>) {
+        for await (const chunk of chunks) {
+          hash.update(chunk);
+          yield chunk;
+        }
+      },
+      createWriteStream(file, { mode: 0o600 }),
+    );
+    const actual = hash.digest('hex');
+    // Nothing is unpacked unless the bytes are exactly the ones the step names.
+    if (actual !== step.digest)
+      return {
+        outcome: 'failed',
+        message: `refused: the package hashes to sha256:${actual}, not sha256:${step.digest}; nothing was unpacked`,
+      };
+    const staging = await extractSafely(file, releases);
+    await rename(staging, final);
+    return { outcome: 'succeeded', message: `installed ${step.component} ${version}` };
+  } catch (error) {
+    if (error instanceof UnsafeArchiveError)
+      return { outcome: 'failed', message: `refused: ${error.message}; nothing was installed` };
+    return { outcome: 'failed', message: `install failed: ${(error as Error).message}` };
+  } finally {
+    await rm(file, { force: true });
+  }
+}
+
+async function activate(
+  ctx: StepContext,
+  component: string,
+  version: string,
+  releases: string,
+): Promise<StepOutcome> {
+  if (!(await stat(path.join(releases, version)).catch(() => null))) {
+    return { outcome: 'failed', message: `${component} ${version} is not installed here; install it first` };
+  }
+  const link = path.join(releases, 'current');
+  const before = await readlink(link).catch(() => null);
+  if (before !== version) {
+    const temp = `${link}.${process.pid}.tmp`;
+    await rm(temp, { force: true });
+    await symlink(version, temp);
+    await rename(temp, link);
+  }
+  const known = ctx.state.components?.[component];
+  if (known?.current !== version) {
+    ctx.state.components = {
+      ...ctx.state.components,
+      [component]: { current: version, previous: known?.current ?? before },
+    };
+    writeState(ctx.dataDir, ctx.state);
+  }
+  return {
+    outcome: 'succeeded',
+    message: `${component} ${version} is active`,
+    active: { component, version },
+  };
+}
