@@ -30,44 +30,27 @@ export async function startServer(
   args: string[],
   env: Record<string, string | undefined> = {},
 ): Promise<ServerProcess> {
-  const proc = spawn(process.execPath, [GANTRY_BIN, 'server', '--port', '0', ...args], {
-    env: childEnv(env),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  proc.stdout?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  proc.stderr?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  const server = startGantry(['server', '--port', '0', ...args], env);
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start in time:\n${out}`)), 20_000);
+    const timer = setTimeout(
+      () => reject(new Error(`server did not start in time:\n${server.output()}`)),
+      20_000,
+    );
     const check = () => {
-      const match = /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"gantry server listening"/.exec(out);
+      const match = /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"gantry server listening"/.exec(server.output());
       if (match?.[1]) {
         clearTimeout(timer);
         resolve(match[1]);
       }
     };
-    proc.stdout?.on('data', check);
-    proc.stderr?.on('data', check);
-    exited.then((code) => {
+    server.proc.stdout?.on('data', check);
+    server.proc.stderr?.on('data', check);
+    server.exited.then((code) => {
       clearTimeout(timer);
-      reject(new Error(`server exited with ${code}:\n${out}`));
+      reject(new Error(`server exited with ${code}:\n${server.output()}`));
     });
   });
-  return {
-    url,
-    proc,
-    output: () => out,
-    async stop(signal = 'SIGTERM') {
-      if (proc.exitCode !== null) return proc.exitCode;
-      proc.kill(signal);
-      return exited;
-    },
-  };
+  return { url, proc: server.proc, output: server.output, stop: server.stop };
 }
 
 export interface LongProcess {

@@ -4,9 +4,11 @@
  * (a supplier installing firmware). Agents report what they actually run; a version the ledger
  * does not expect is drift, kept and announced as a warning event until it is resolved.
  */
+
+import type { Kysely } from 'kysely';
 import { GantryError } from '../../core/errors.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
-import type { LedgerEntriesTable } from '../db/schema.ts';
+import type { LedgerEntriesTable, Tables } from '../db/schema.ts';
 import { EventLog } from '../events/event-log.ts';
 import { newSortableId } from '../ids.ts';
 import { inTransaction, type TransactionDeps } from '../unit-of-work.ts';
@@ -105,21 +107,14 @@ export class LedgerService {
     if (target.state === 'retired')
       throw new GantryError('CONFLICT', `Target '${target.name}' is retired; nothing runs there any more.`);
     return inTransaction(this.deps, actorOf(by), async (uow) => {
-      const previous = await uow.db
-        .selectFrom('ledger_entries')
-        .select('version')
-        .where('target_id', '=', target.id)
-        .where('component', '=', input.component)
-        .orderBy('id', 'desc')
-        .limit(1)
-        .executeTakeFirst();
+      const previous = await activeVersion(uow.db, target.id, input.component);
       const row: LedgerEntriesTable = {
         id: newSortableId(),
         target_id: target.id,
         component: input.component,
         version: input.version,
         digest: input.digest ?? null,
-        previous_version: previous?.version ?? null,
+        previous_version: previous,
         source: 'external',
         reference: input.reference,
         note: input.note ?? null,
@@ -167,14 +162,7 @@ export class LedgerService {
     if (installed.length === 0) return;
     const db = this.deps.database.db;
     for (const item of installed) {
-      const expected = await db
-        .selectFrom('ledger_entries')
-        .select('version')
-        .where('target_id', '=', agent.targetId)
-        .where('component', '=', item.component)
-        .orderBy('id', 'desc')
-        .limit(1)
-        .executeTakeFirst();
+      const expected = await activeVersion(db, agent.targetId, item.component);
       const known = await db
         .selectFrom('drift')
         .selectAll()
@@ -182,7 +170,7 @@ export class LedgerService {
         .where('component', '=', item.component)
         .executeTakeFirst();
       const now = this.deps.clock.now().toISOString();
-      if (expected?.version === item.version) {
+      if (expected === item.version) {
         if (known)
           await db
             .deleteFrom('drift')
@@ -203,7 +191,7 @@ export class LedgerService {
           .values({
             target_id: agent.targetId,
             component: item.component,
-            expected_version: expected?.version ?? null,
+            expected_version: expected ?? null,
             reported_version: item.version,
             since: now,
           })
@@ -213,17 +201,34 @@ export class LedgerService {
           severity: 'warning',
           kind: 'inventory.drift',
           subject: `target:${agent.targetId}`,
-          message: `${agent.targetName} runs ${item.component} ${item.version}, but the ledger expects ${expected?.version ?? 'nothing'}`,
+          message: `${agent.targetName} runs ${item.component} ${item.version}, but the ledger expects ${expected ?? 'nothing'}`,
           details: {
             target: agent.targetName,
             component: item.component,
-            expected: expected?.version ?? null,
+            expected: expected ?? null,
             reported: item.version,
           },
         });
       });
     }
   }
+}
+
+/** The version the ledger says is active for a component on a target, or null. */
+export async function activeVersion(
+  db: Kysely<Tables>,
+  targetId: string,
+  component: string,
+): Promise<string | null> {
+  const row = await db
+    .selectFrom('ledger_entries')
+    .select('version')
+    .where('target_id', '=', targetId)
+    .where('component', '=', component)
+    .orderBy('id', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  return row?.version ?? null;
 }
 
 function toEntry(row: LedgerEntriesTable, target: string): LedgerEntry {

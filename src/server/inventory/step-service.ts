@@ -11,6 +11,7 @@ import { newSortableId } from '../ids.ts';
 import { inTransaction, type TransactionDeps } from '../unit-of-work.ts';
 import type { AgentIdentity } from './enrollment-service.ts';
 import type { InventoryService } from './inventory-service.ts';
+import { activeVersion } from './ledger-service.ts';
 
 export const STEP_KINDS = ['install', 'activate', 'rollback', 'remove'] as const;
 export type StepKind = (typeof STEP_KINDS)[number];
@@ -188,15 +189,8 @@ export class StepService {
         },
       });
       if (input.outcome === 'succeeded' && input.active) {
-        const previous = await uow.db
-          .selectFrom('ledger_entries')
-          .select('version')
-          .where('target_id', '=', agent.targetId)
-          .where('component', '=', input.active.component)
-          .orderBy('id', 'desc')
-          .limit(1)
-          .executeTakeFirst();
-        if (previous?.version !== input.active.version) {
+        const previous = await activeVersion(uow.db, agent.targetId, input.active.component);
+        if (previous !== input.active.version) {
           await uow.db
             .insertInto('ledger_entries')
             .values({
@@ -205,7 +199,7 @@ export class StepService {
               component: input.active.component,
               version: input.active.version,
               digest: null,
-              previous_version: previous?.version ?? null,
+              previous_version: previous,
               source: 'step',
               reference: stepId,
               note: `${step.kind} by the agent`,
