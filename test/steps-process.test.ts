@@ -12,6 +12,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -147,5 +148,81 @@ describe('steps run by a real agent', () => {
     expect(existsSync(path.join(dir, 'escaped.txt'))).toBe(false);
     expect(existsSync(path.join(agentDir(), 'escaped.txt'))).toBe(false);
     expect(readdirSync(path.join(agentDir(), 'downloads'))).toEqual([]);
+  });
+
+  it('deploys a real HTTP service, and rolls back a version whose health check fails (F05)', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, '127.0.0.1', () => {
+        const { port: p } = probe.address() as net.AddressInfo;
+        probe.close(() => resolve(p));
+      });
+    });
+    const service = (version: string, healthy: boolean) =>
+      makeTarGz({
+        'server.js': `require('node:http').createServer((q, r) => { r.statusCode = q.url === '/healthz' && !${!healthy} ? 200 : q.url === '/healthz' ? 500 : 200; r.end('api ${version}'); }).listen(process.env.PORT, '127.0.0.1');`,
+        'gantry.yaml': [
+          'start: node server.js > server.log 2>&1 & echo $! > server.pid',
+          'stop: kill $(cat server.pid) && sleep 0.3',
+          'health:',
+          `  http: http://127.0.0.1:${port}/healthz`,
+          '  retries: 10',
+          '  interval: 0.3',
+          'env:',
+          `  PORT: ${port}`,
+          '',
+        ].join('\n'),
+      });
+    for (const [version, healthy] of [
+      ['1.0.0', true],
+      ['1.1.0', true],
+      ['1.2.0', false],
+    ] as const) {
+      writeFileSync(path.join(dir, `api-${version}.tar.gz`), service(version, healthy));
+      await gantryJson(
+        [
+          'artifact',
+          'push',
+          path.join(dir, `api-${version}.tar.gz`),
+          '--component',
+          'api',
+          '--version',
+          version,
+        ],
+        env,
+      );
+    }
+    const runApi = async (kind: string, version: string) => {
+      const step = await gantryJson(
+        ['steps', 'queue', 'web-1', '--kind', kind, '--component', 'api', '--version', version],
+        env,
+      );
+      return eventually(async () => {
+        const list = await gantryJson(['steps', 'list', 'web-1'], env);
+        return list.steps.find(
+          (s: { id: string; state: string }) =>
+            s.id === step.id && (s.state === 'succeeded' || s.state === 'failed'),
+        );
+      }, 40_000);
+    };
+    const answer = async () => (await fetch(`http://127.0.0.1:${port}/`)).text();
+    try {
+      for (const version of ['1.0.0', '1.1.0']) {
+        expect((await runApi('install', version)).state).toBe('succeeded');
+        const activated = await runApi('activate', version);
+        expect(activated.state, activated.message).toBe('succeeded');
+        expect(await answer()).toBe(`api ${version}`);
+      }
+      expect((await runApi('install', '1.2.0')).state).toBe('succeeded');
+      const broken = await runApi('activate', '1.2.0');
+      expect(broken.state).toBe('failed');
+      expect(broken.message).toContain('health check failed');
+      expect(broken.message).toContain('rolled back to 1.1.0');
+      expect(await answer()).toBe('api 1.1.0');
+      const ledger = await gantryJson(['ledger', '--target', 'web-1', '--component', 'api'], env);
+      expect(ledger.positions[0]).toMatchObject({ version: '1.1.0', previousVersion: '1.0.0' });
+    } finally {
+      const pidFile = path.join(agentDir(), 'releases', 'api', 'current', 'server.pid');
+      if (existsSync(pidFile)) process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGTERM');
+    }
   });
 });

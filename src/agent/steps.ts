@@ -11,6 +11,8 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type AgentState, writeState } from './agent-state.ts';
+import { checkHealth, runHook } from './hooks.ts';
+import { type Manifest, readManifest } from './manifest.ts';
 import { extractSafely, UnsafeArchiveError } from './safe-extract.ts';
 
 export interface StepToRun {
@@ -108,7 +110,25 @@ async function install(ctx: StepContext, step: StepToRun, releases: string): Pro
         message: `refused: the package hashes to sha256:${actual}, not sha256:${step.digest}; nothing was unpacked`,
       };
     const staging = await extractSafely(file, releases);
+    let manifest: Manifest | undefined;
+    try {
+      manifest = await readManifest(staging);
+    } catch (error) {
+      await rm(staging, { recursive: true, force: true });
+      return { outcome: 'failed', message: `refused: ${(error as Error).message}; nothing was installed` };
+    }
     await rename(staging, final);
+    if (manifest?.install) {
+      const failed = await runHook(
+        { dataDir: ctx.dataDir, component: step.component, releaseDir: final, env: manifest.env },
+        'install',
+        manifest.install,
+      );
+      if (failed) {
+        await rm(final, { recursive: true, force: true });
+        return { outcome: 'failed', message: `install hook failed: ${failed}; the release was removed` };
+      }
+    }
     return { outcome: 'succeeded', message: `installed ${step.component} ${version}` };
   } catch (error) {
     if (error instanceof UnsafeArchiveError)
@@ -130,11 +150,48 @@ async function activate(
   }
   const link = path.join(releases, 'current');
   const before = await readlink(link).catch(() => null);
+  const hooks = (v: string, manifest: Manifest | undefined) => ({
+    dataDir: ctx.dataDir,
+    component,
+    releaseDir: path.join(releases, v),
+    env: manifest?.env ?? {},
+  });
+  let next: Manifest | undefined;
+  let old: Manifest | undefined;
+  try {
+    next = await readManifest(path.join(releases, version));
+    old = before && before !== version ? await readManifest(path.join(releases, before)) : undefined;
+  } catch (error) {
+    return { outcome: 'failed', message: `refused: ${(error as Error).message}` };
+  }
   if (before !== version) {
-    const temp = `${link}.${process.pid}.tmp`;
-    await rm(temp, { force: true });
-    await symlink(version, temp);
-    await rename(temp, link);
+    if (before && old?.stop) {
+      const failed = await runHook(hooks(before, old), 'stop', old.stop);
+      if (failed)
+        return {
+          outcome: 'failed',
+          message: `the active ${component} ${before} did not stop (${failed}); nothing was switched`,
+        };
+    }
+    await switchLink(link, version);
+  }
+  const started = next?.start ? await runHook(hooks(version, next), 'start', next.start) : null;
+  const unhealthy = started ?? (next?.health ? await checkHealth(hooks(version, next), next.health) : null);
+  if (unhealthy) {
+    // The new version is not kept: the one before comes back, as it was.
+    if (next?.stop) await runHook(hooks(version, next), 'stop', next.stop);
+    if (before && before !== version) {
+      await switchLink(link, before);
+      if (old?.start) await runHook(hooks(before, old), 'start', old.start);
+      return {
+        outcome: 'failed',
+        message: `${component} ${version}: ${unhealthy}; rolled back to ${before}`,
+      };
+    }
+    return {
+      outcome: 'failed',
+      message: `${component} ${version}: ${unhealthy}; there was no earlier version to go back to`,
+    };
   }
   const known = ctx.state.components?.[component];
   if (known?.current !== version) {
@@ -146,7 +203,15 @@ async function activate(
   }
   return {
     outcome: 'succeeded',
-    message: `${component} ${version} is active`,
+    message: `${component} ${version} is active${next?.health ? ' and healthy' : ''}`,
     active: { component, version },
   };
+}
+
+/** Points `link` at `version` atomically: a new link renamed over the old. */
+async function switchLink(link: string, version: string): Promise<void> {
+  const temp = `${link}.${process.pid}.tmp`;
+  await rm(temp, { force: true });
+  await symlink(version, temp);
+  await rename(temp, link);
 }
