@@ -6,6 +6,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
+import { Failpoints } from '../support/failpoints.ts';
 import { AgentFatalError, runAgent } from './run-agent.ts';
 
 const HELP = `Usage: node gantry-agent.js [--server URL] [--enroll TOKEN] [--data-dir DIR] [--name NAME]
@@ -52,6 +53,7 @@ async function main(): Promise<number> {
     await runAgent({
       server: values.server,
       enrollToken: values.enroll ?? process.env.GANTRY_ENROLL_TOKEN,
+      failpoints: new Failpoints(process.env.FAILPOINTS),
       dataDir: path.resolve(values['data-dir'] ?? process.env.GANTRY_AGENT_DATA_DIR ?? '.gantry-agent'),
       name: values.name,
       logger,

@@ -14,6 +14,13 @@ export interface AgentState {
   credential: string;
   /** Per component: the active version and the one before it (for rollback). */
   components?: Record<string, { current: string | null; previous: string | null }>;
+  /**
+   * An activation in progress, written before anything is switched. Found after a restart, it
+   * means the new version was never confirmed healthy: the version before is put back.
+   */
+  pending?: { component: string; version: string; before: string | null; phase: 'switching' | 'checking' };
+  /** What a restart undid, to be reported for the step that was interrupted. */
+  recovered?: { component: string; version: string; message: string };
 }
 
 export function statePath(dataDir: string): string {

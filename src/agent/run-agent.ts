@@ -7,8 +7,9 @@
 import { rmSync, statfsSync } from 'node:fs';
 import os from 'node:os';
 import type { Logger } from 'pino';
+import { type Failpoints, NO_FAILPOINTS } from '../support/failpoints.ts';
 import { type AgentState, readState, statePath, writeState } from './agent-state.ts';
-import { runStep, type StepToRun } from './steps.ts';
+import { recover, runStep, type StepToRun } from './steps.ts';
 
 export interface AgentOptions {
   server: string | undefined;
@@ -18,6 +19,8 @@ export interface AgentOptions {
   logger: Logger;
   /** Resolves when the agent should stop (SIGTERM). */
   stopped: Promise<void>;
+  /** Test harness failpoints (FAILPOINTS); none in production. */
+  failpoints?: Failpoints | undefined;
 }
 
 export class AgentFatalError extends Error {}
@@ -142,6 +145,9 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   const hadState = readState(options.dataDir) !== undefined;
   let state = await ensureEnrolled(options);
   const server = options.server ?? state.server;
+  const failpoints = options.failpoints ?? NO_FAILPOINTS;
+  const recovered = await recover({ server, dataDir: options.dataDir, state, failpoints });
+  if (recovered) options.logger.warn({ recovered }, 'an activation was interrupted and has been undone');
   // A token given to an agent that was already enrolled is kept for one re-enrollment.
   let tokenUsed = !hadState || options.enrollToken === undefined;
   let stopped = false;
@@ -173,7 +179,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
         { step: step.id, kind: step.kind, component: step.component, version: step.version },
         'running step',
       );
-      const outcome = await runStep({ server, dataDir: options.dataDir, state }, step);
+      const outcome = await runStep({ server, dataDir: options.dataDir, state, failpoints }, step);
       options.logger.info(
         { step: step.id, outcome: outcome.outcome, message: outcome.message },
         'step finished',

@@ -6,10 +6,11 @@
  */
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
+import { mkdir, readdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { Failpoints } from '../support/failpoints.ts';
 import { type AgentState, writeState } from './agent-state.ts';
 import { checkHealth, runHook } from './hooks.ts';
 import { type Manifest, readManifest } from './manifest.ts';
@@ -33,6 +34,7 @@ export interface StepContext {
   server: string;
   dataDir: string;
   state: AgentState;
+  failpoints: Failpoints;
 }
 
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
@@ -49,8 +51,16 @@ export async function runStep(ctx: StepContext, step: StepToRun): Promise<StepOu
   switch (step.kind) {
     case 'install':
       return install(ctx, step, releases);
-    case 'activate':
+    case 'activate': {
+      const recovered = ctx.state.recovered;
+      if (recovered && recovered.component === step.component && recovered.version === step.version) {
+        // This activation was interrupted and undone at start: say so, once, instead of trying again.
+        ctx.state.recovered = undefined;
+        writeState(ctx.dataDir, ctx.state);
+        return { outcome: 'failed', message: recovered.message };
+      }
       return activate(ctx, step.component, step.version as string, releases);
+    }
     case 'rollback': {
       const previous = ctx.state.components?.[step.component]?.previous;
       if (!previous)
@@ -109,7 +119,9 @@ async function install(ctx: StepContext, step: StepToRun, releases: string): Pro
         outcome: 'failed',
         message: `refused: the package hashes to sha256:${actual}, not sha256:${step.digest}; nothing was unpacked`,
       };
+    await ctx.failpoints.hit('agent.after_download');
     const staging = await extractSafely(file, releases);
+    await ctx.failpoints.hit('agent.after_extract');
     let manifest: Manifest | undefined;
     try {
       manifest = await readManifest(staging);
@@ -164,48 +176,116 @@ async function activate(
   } catch (error) {
     return { outcome: 'failed', message: `refused: ${(error as Error).message}` };
   }
+  const known = ctx.state.components?.[component];
+  if (before === version && known?.current === version) {
+    // Run again after a restart that came after confirmation: nothing to do but say so.
+    return {
+      outcome: 'succeeded',
+      message: `${component} ${version} was already active`,
+      active: { component, version },
+    };
+  }
+  // Written before anything changes: a restart from here on puts the version before back.
+  ctx.state.pending = { component, version, before, phase: 'switching' };
+  writeState(ctx.dataDir, ctx.state);
   if (before !== version) {
     if (before && old?.stop) {
       const failed = await runHook(hooks(before, old), 'stop', old.stop);
-      if (failed)
+      if (failed) {
+        clearPending(ctx);
         return {
           outcome: 'failed',
           message: `the active ${component} ${before} did not stop (${failed}); nothing was switched`,
         };
+      }
     }
+    await ctx.failpoints.hit('agent.before_switch');
     await switchLink(link, version);
+    await ctx.failpoints.hit('agent.after_switch');
   }
+  ctx.state.pending = { component, version, before, phase: 'checking' };
+  writeState(ctx.dataDir, ctx.state);
   const started = next?.start ? await runHook(hooks(version, next), 'start', next.start) : null;
   const unhealthy = started ?? (next?.health ? await checkHealth(hooks(version, next), next.health) : null);
+  await ctx.failpoints.hit('agent.during_health');
   if (unhealthy) {
-    // The new version is not kept: the one before comes back, as it was.
-    if (next?.stop) await runHook(hooks(version, next), 'stop', next.stop);
-    if (before && before !== version) {
-      await switchLink(link, before);
-      if (old?.start) await runHook(hooks(before, old), 'start', old.start);
-      return {
-        outcome: 'failed',
-        message: `${component} ${version}: ${unhealthy}; rolled back to ${before}`,
-      };
-    }
-    return {
-      outcome: 'failed',
-      message: `${component} ${version}: ${unhealthy}; there was no earlier version to go back to`,
-    };
+    const done = await putBack(ctx, component, version, before, releases);
+    return { outcome: 'failed', message: `${component} ${version}: ${unhealthy}; ${done}` };
   }
-  const known = ctx.state.components?.[component];
-  if (known?.current !== version) {
-    ctx.state.components = {
-      ...ctx.state.components,
-      [component]: { current: version, previous: known?.current ?? before },
-    };
-    writeState(ctx.dataDir, ctx.state);
-  }
+  // Confirmed: the new version and the end of the activation are written together.
+  ctx.state.components = {
+    ...ctx.state.components,
+    [component]: { current: version, previous: known?.current ?? before },
+  };
+  ctx.state.pending = undefined;
+  writeState(ctx.dataDir, ctx.state);
+  await ctx.failpoints.hit('agent.before_report');
   return {
     outcome: 'succeeded',
     message: `${component} ${version} is active${next?.health ? ' and healthy' : ''}`,
     active: { component, version },
   };
+}
+
+/** Stops `version`, switches back to `before` and starts it again; says what was done. */
+async function putBack(
+  ctx: StepContext,
+  component: string,
+  version: string,
+  before: string | null,
+  releases: string,
+): Promise<string> {
+  const link = path.join(releases, 'current');
+  const manifestOf = async (v: string) => readManifest(path.join(releases, v)).catch(() => undefined);
+  const next = await manifestOf(version);
+  if (next?.stop)
+    await runHook(
+      { dataDir: ctx.dataDir, component, releaseDir: path.join(releases, version), env: next.env },
+      'stop',
+      next.stop,
+    );
+  let message = 'there was no earlier version to go back to';
+  if (before && before !== version) {
+    await switchLink(link, before);
+    const old = await manifestOf(before);
+    if (old?.start)
+      await runHook(
+        { dataDir: ctx.dataDir, component, releaseDir: path.join(releases, before), env: old.env },
+        'start',
+        old.start,
+      );
+    message = `rolled back to ${before}`;
+  }
+  clearPending(ctx);
+  return message;
+}
+
+function clearPending(ctx: StepContext): void {
+  ctx.state.pending = undefined;
+  writeState(ctx.dataDir, ctx.state);
+}
+
+/**
+ * After a restart: removes what an interrupted install left (staging directories, partial
+ * downloads), and undoes an activation that was never confirmed healthy (rows F02, F04).
+ */
+export async function recover(ctx: StepContext): Promise<string | null> {
+  const releasesRoot = path.join(ctx.dataDir, 'releases');
+  for (const component of await readdir(releasesRoot).catch(() => [] as string[])) {
+    for (const entry of await readdir(path.join(releasesRoot, component)).catch(() => [] as string[])) {
+      if (entry.startsWith('.staging-') || entry.endsWith('.tmp'))
+        await rm(path.join(releasesRoot, component, entry), { recursive: true, force: true });
+    }
+  }
+  await rm(path.join(ctx.dataDir, 'downloads'), { recursive: true, force: true });
+  const pending = ctx.state.pending;
+  if (!pending) return null;
+  const releases = path.join(releasesRoot, pending.component);
+  const done = await putBack(ctx, pending.component, pending.version, pending.before, releases);
+  const message = `rolled_back: health_unconfirmed_after_restart (${pending.component} ${pending.version}; ${done})`;
+  ctx.state.recovered = { component: pending.component, version: pending.version, message };
+  writeState(ctx.dataDir, ctx.state);
+  return message;
 }
 
 /** Points `link` at `version` atomically: a new link renamed over the old. */

@@ -6,7 +6,7 @@
  */
 import path from 'node:path';
 import { GantryError } from '../core/errors.ts';
-import { parseFailpoints } from './failpoints.ts';
+import { parseFailpoints } from '../support/failpoints.ts';
 
 export interface ServerConfig {
   host: string;

@@ -6,6 +6,7 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
+import { Failpoints } from '../support/failpoints.ts';
 import { GANTRY_VERSION } from '../version.ts';
 import { FileAuditSink } from './audit/audit-sink.ts';
 import { ensureFirstAdmin } from './bootstrap.ts';
@@ -15,7 +16,6 @@ import { createApp } from './create-app.ts';
 import { type DatabaseTarget, openAndMigrate } from './db/database.ts';
 import { ArtifactService } from './dml/artifact-service.ts';
 import { FsBlobStore } from './dml/fs-blob-store.ts';
-import { Failpoints } from './failpoints.ts';
 
 export interface RunningServer {
   url: string;

@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import pino from 'pino';
 import { AgentFatalError, runAgent } from '../../agent/run-agent.ts';
+import { Failpoints } from '../../support/failpoints.ts';
 import type { CliContext } from '../context.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
 
@@ -34,6 +35,7 @@ export function addAgentCommand(program: Command, ctx: CliContext): void {
         await runAgent({
           server: o.server,
           enrollToken: o.enroll ?? ctx.env.GANTRY_ENROLL_TOKEN,
+          failpoints: new Failpoints(ctx.env.FAILPOINTS),
           dataDir,
           name: o.name,
           logger,

@@ -13,12 +13,12 @@ import {
   sniffContent,
 } from '../../core/artifacts.ts';
 import { GantryError, isGantryError } from '../../core/errors.ts';
+import { type Failpoints, NO_FAILPOINTS } from '../../support/failpoints.ts';
 import { type AuditActor, SYSTEM_ACTOR } from '../audit/audit-log.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import { lockAuditChain } from '../db/database.ts';
 import { isUniqueViolation } from '../db/db-errors.ts';
 import { EventLog } from '../events/event-log.ts';
-import { type Failpoints, NO_FAILPOINTS } from '../failpoints.ts';
 import { PublisherKeyStore, verifyEd25519 } from '../keys/publisher-keys.ts';
 import { inTransaction, type TransactionDeps } from '../unit-of-work.ts';
 import { type Artifact, type ArtifactFilter, ArtifactStore } from './artifact-store.ts';

@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GantryError } from '../../core/errors.ts';
-import { type Failpoints, NO_FAILPOINTS } from '../failpoints.ts';
+import { type Failpoints, NO_FAILPOINTS } from '../../support/failpoints.ts';
 
 export interface ReceivedBlob {
   /** Hex SHA-256 of what was received. */
