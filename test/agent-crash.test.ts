@@ -4,7 +4,17 @@
  * undone at restart and reported once as rolled back (F04, G3); one interrupted after it was
  * confirmed is reported once as done (F03, G2).
  */
-import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -127,4 +137,63 @@ describe('the agent killed mid-step', () => {
     expect(existsSync(path.join(agentDir(), 'downloads'))).toBe(false);
     await agent.stop('SIGTERM');
   });
+
+  const canMount = (() => {
+    if (process.getuid?.() !== 0) return false;
+    const probe = mkdtempSync(path.join(os.tmpdir(), 'gantry-mount-'));
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', probe]);
+      execFileSync('umount', [probe]);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      rmSync(probe, { recursive: true, force: true });
+    }
+  })();
+
+  it.skipIf(!canMount)(
+    'F19: a full disk on the target fails the install as insufficient_disk, before anything is activated',
+    async () => {
+      const small = path.join(dir, 'small-agent');
+      mkdirSync(small, { recursive: true });
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', small]);
+      let smallAgent: LongProcess | undefined;
+      try {
+        const token = await gantryJson(['agents', 'enroll-token', '--env', 'production'], env);
+        smallAgent = startGantry(
+          ['agent', '--server', server.url, '--data-dir', small, '--name', 'small-1'],
+          { GANTRY_ENROLL_TOKEN: token.secret },
+        );
+        await eventually(async () =>
+          (await gantryJson(['targets', 'show', 'small-1'], env)).state === 'online' ? true : undefined,
+        );
+        // About 3 MiB to download, 6 MiB to unpack: the download fits, the release does not.
+        writeFileSync(
+          path.join(dir, 'big.tar.gz'),
+          makeTarGz({ 'data.txt': randomBytes(3 * 1024 * 1024).toString('hex') }),
+        );
+        await gantryJson(
+          ['artifact', 'push', path.join(dir, 'big.tar.gz'), '--component', 'big', '--version', '1.0.0'],
+          env,
+        );
+        const step = await gantryJson(
+          ['steps', 'queue', 'small-1', '--kind', 'install', '--component', 'big', '--version', '1.0.0'],
+          env,
+        );
+        const done = await eventually(async () => {
+          const list = await gantryJson(['steps', 'list', 'small-1'], env);
+          return list.steps.find(
+            (x: { id: string; state: string }) => x.id === step.id && x.state === 'failed',
+          );
+        }, 30_000);
+        expect(done.message).toContain('insufficient_disk');
+        expect(readdirSync(path.join(small, 'releases', 'big'))).toEqual([]);
+        expect(readdirSync(path.join(small, 'downloads'))).toEqual([]);
+      } finally {
+        await smallAgent?.stop('SIGKILL');
+        execFileSync('umount', [small]);
+      }
+    },
+  );
 });

@@ -22,6 +22,8 @@ export interface StepToRun {
   component: string;
   version: string | null;
   digest: string | null;
+  /** Declared length of the package, for install. */
+  size: number | null;
 }
 
 export interface StepOutcome {
@@ -102,16 +104,28 @@ async function install(ctx: StepContext, step: StepToRun, releases: string): Pro
     if (!response.ok || !response.body)
       return { outcome: 'failed', message: `download refused: the server answered ${response.status}` };
     const hash = createHash('sha256');
+    const limit = step.size ?? Number.POSITIVE_INFINITY;
+    let received = 0;
     await pipeline(
       Readable.fromWeb(response.body as import('node:stream/web').ReadableStream),
       async function* (chunks: AsyncIterable<Buffer>) {
         for await (const chunk of chunks) {
+          received += chunk.length;
+          // Never more than the step declares (an endless or padded answer is cut off at once).
+          if (received > limit)
+            throw new Error(`the server sent more than the ${limit} bytes the step declares`);
           hash.update(chunk);
           yield chunk;
         }
       },
       createWriteStream(file, { mode: 0o600 }),
     );
+    if (step.size !== null && received !== step.size) {
+      return {
+        outcome: 'failed',
+        message: `refused: received ${received} bytes, the step declares ${step.size}; nothing was unpacked`,
+      };
+    }
     const actual = hash.digest('hex');
     // Nothing is unpacked unless the bytes are exactly the ones the step names.
     if (actual !== step.digest)
@@ -143,9 +157,17 @@ async function install(ctx: StepContext, step: StepToRun, releases: string): Pro
     }
     return { outcome: 'succeeded', message: `installed ${step.component} ${version}` };
   } catch (error) {
+    const text = (error as Error).message;
+    // A full disk is named as such (the old version is untouched: nothing was switched).
+    if ((error as { code?: string }).code === 'ENOSPC' || /ENOSPC|no space left/i.test(text)) {
+      return {
+        outcome: 'failed',
+        message: `insufficient_disk: the target ran out of space while installing; nothing was activated (${text})`,
+      };
+    }
     if (error instanceof UnsafeArchiveError)
-      return { outcome: 'failed', message: `refused: ${error.message}; nothing was installed` };
-    return { outcome: 'failed', message: `install failed: ${(error as Error).message}` };
+      return { outcome: 'failed', message: `refused: ${text}; nothing was installed` };
+    return { outcome: 'failed', message: `install failed: ${text}` };
   } finally {
     await rm(file, { force: true });
   }

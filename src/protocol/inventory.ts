@@ -174,6 +174,7 @@ export const StepSchema = Strict({
   component: Type.String(),
   version: Nullable(Type.String()),
   digest: Nullable(Type.String({ description: 'hex SHA-256 of the package (install)' })),
+  size: Nullable(Type.Integer({ description: 'its length in bytes (install)' })),
   state: Type.Union([
     Type.Literal('queued'),
     Type.Literal('running'),

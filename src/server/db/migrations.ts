@@ -258,6 +258,7 @@ export const MIGRATIONS: Record<string, Migration> = {
         .addColumn('component', 'text', (c) => c.notNull())
         .addColumn('version', 'text')
         .addColumn('digest', 'text')
+        .addColumn('size', 'bigint')
         .addColumn('state', 'text', (c) => c.notNull())
         .addColumn('message', 'text')
         .addColumn('requested_by', 'text', (c) => c.notNull())

@@ -208,6 +208,8 @@ export interface StepsTable {
   version: string | null;
   /** Hex SHA-256 of the package, for install. */
   digest: string | null;
+  /** Its length in bytes: the agent reads no more than this. */
+  size: number | string | null;
   /** queued | running | succeeded | failed */
   state: string;
   message: string | null;

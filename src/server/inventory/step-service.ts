@@ -23,6 +23,7 @@ export interface Step {
   component: string;
   version: string | null;
   digest: string | null;
+  size: number | null;
   state: 'queued' | 'running' | 'succeeded' | 'failed';
   message: string | null;
   requestedBy: string;
@@ -49,10 +50,11 @@ export class StepService {
       ]);
     }
     let digest: string | null = null;
+    let size: number | null = null;
     if (input.kind === 'install') {
       const artifact = await this.deps.database.db
         .selectFrom('artifacts')
-        .select(['digest', 'kind', 'state'])
+        .select(['digest', 'kind', 'state', 'size'])
         .where('component', '=', input.component)
         .where('version', '=', input.version as string)
         .executeTakeFirst();
@@ -72,6 +74,7 @@ export class StepService {
           `${input.component} ${input.version} is quarantined and cannot be installed.`,
         );
       digest = artifact.digest;
+      size = Number(artifact.size);
     }
     return inTransaction(this.deps, actorOf(by), async (uow) => {
       const row: StepsTable = {
@@ -81,6 +84,7 @@ export class StepService {
         component: input.component,
         version: input.version ?? null,
         digest,
+        size,
         state: 'queued',
         message: null,
         requested_by: actorOf(by).actor,
@@ -227,6 +231,7 @@ function toStep(row: StepsTable, target: string): Step {
     component: row.component,
     version: row.version,
     digest: row.digest,
+    size: row.size === null ? null : Number(row.size),
     state: row.state as Step['state'],
     message: row.message,
     requestedBy: row.requested_by,
