@@ -151,7 +151,30 @@ try {
   const cpuUsed = cpuSeconds(serverPid) - cpu0;
   const rhythmSeconds = (Date.now() - t0) / 1000;
 
-  // 3. Heartbeats as fast as they can go, against the framework's bare answer.
+  // 3. Every agent idling on a long-poll for work at once, for 15 s.
+  const pollCpu0 = cpuSeconds(serverPid);
+  const pollRss0 = rss(serverPid);
+  let pollPeak = pollRss0;
+  const pollStart = Date.now();
+  const sampler = setInterval(() => {
+    pollPeak = Math.max(pollPeak, rss(serverPid));
+  }, 100);
+  const polls = await Promise.all(
+    credentials.map(async (credential) => {
+      const res = await fetch(`${base}/api/v1/agent/steps/next?wait=15`, {
+        headers: { authorization: `Bearer ${credential}` },
+      });
+      await res.arrayBuffer();
+      return res.status;
+    }),
+  );
+  clearInterval(sampler);
+  const pollSeconds = (Date.now() - pollStart) / 1000;
+  const pollCpu = cpuSeconds(serverPid) - pollCpu0;
+  if (polls.some((status) => status !== 204))
+    throw new Error(`long-polls answered ${[...new Set(polls)].join(', ')}`);
+
+  // 4. Heartbeats as fast as they can go, against the framework's bare answer.
   const healthz = await throughput(4000, 32, () => fetch(`${base}/healthz`));
   const beats = await throughput(4000, 32, heartbeat);
 
@@ -168,6 +191,9 @@ try {
   );
   console.log(
     `| server CPU at the real rhythm (${(AGENTS / 15).toFixed(0)} heartbeats/s) | ${((cpuUsed / rhythmSeconds) * 100).toFixed(1)}% of one core | - | - |`,
+  );
+  console.log(
+    `| ${AGENTS} agents long-polling for work at once (${pollSeconds.toFixed(0)} s) | server RSS +${mib(pollPeak - pollRss0)} MiB, CPU ${((pollCpu / pollSeconds) * 100).toFixed(1)}% of one core | - | - |`,
   );
   console.log(
     `| heartbeats/s, 32 at a time | ${beats.toFixed(0)} | GET /healthz ${healthz.toFixed(0)}/s | ${(beats / healthz).toFixed(2)} |`,

@@ -13,8 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Failpoints } from '../support/failpoints.ts';
 import { type AgentState, writeState } from './agent-state.ts';
 import { checkHealth, runHook } from './hooks.ts';
-import { type Manifest, readManifest } from './manifest.ts';
-import { extractSafely, UnsafeArchiveError } from './safe-extract.ts';
+import type { Manifest } from './manifest.ts';
 
 export interface StepToRun {
   id: string;
@@ -165,7 +164,7 @@ async function install(ctx: StepContext, step: StepToRun, releases: string): Pro
         message: `insufficient_disk: the target ran out of space while installing; nothing was activated (${text})`,
       };
     }
-    if (error instanceof UnsafeArchiveError)
+    if ((error as Error).name === 'UnsafeArchiveError')
       return { outcome: 'failed', message: `refused: ${text}; nothing was installed` };
     return { outcome: 'failed', message: `install failed: ${text}` };
   } finally {
@@ -248,6 +247,11 @@ async function activate(
     active: { component, version },
   };
 }
+
+// The YAML and tar readers are loaded when a step first needs them, so an idle agent stays small.
+const readManifest = async (dir: string) => (await import('./manifest.ts')).readManifest(dir);
+const extractSafely = async (archive: string, parent: string) =>
+  (await import('./safe-extract.ts')).extractSafely(archive, parent);
 
 /** Stops `version`, switches back to `before` and starts it again; says what was done. */
 async function putBack(

@@ -311,15 +311,16 @@ export function registerInventoryRoutes(
     async (request, reply) => {
       const agent = agentOf(request);
       const until = Date.now() + (request.query.wait ?? 0) * 1000;
-      let closed = false;
-      request.raw.once('close', () => {
-        closed = true;
-      });
+      const gone = new AbortController();
+      request.raw.once('close', () => gone.abort());
+      // Waiting costs nothing: the database is asked again only when a step is queued here, or
+      // every 5 s (for steps queued by another replica).
       for (;;) {
         const step = await steps.next(agent);
         if (step) return step;
-        if (closed || Date.now() >= until) return reply.status(204).send(null);
-        await new Promise((resolve) => setTimeout(resolve, 500));
+        const left = until - Date.now();
+        if (gone.signal.aborted || left <= 0) return reply.status(204).send(null);
+        await steps.waitForWork(agent.targetId, Math.min(left, 5000), gone.signal);
       }
     },
   );

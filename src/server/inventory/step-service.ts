@@ -4,6 +4,7 @@
  * deployment engine will queue them as the waves of a plan. Agents take the oldest queued step
  * (long-polling), and report its result once: a repeated report changes nothing.
  */
+import { EventEmitter } from 'node:events';
 import { GantryError } from '../../core/errors.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import type { StepsTable } from '../db/schema.ts';
@@ -32,10 +33,33 @@ export interface Step {
 }
 
 export class StepService {
+  /** Wakes the long-polls of a target's agent when a step is queued for it in this process. */
+  private readonly queued = new EventEmitter();
+
   constructor(
     private readonly deps: TransactionDeps,
     private readonly inventory: InventoryService,
-  ) {}
+  ) {
+    this.queued.setMaxListeners(0);
+  }
+
+  /**
+   * Resolves when a step may have been queued for `targetId`: at once when this process queues
+   * one, and after `recheckMs` at the latest (another replica may have queued it).
+   */
+  waitForWork(targetId: string, recheckMs: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.queued.off(targetId, done);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, recheckMs);
+      this.queued.on(targetId, done);
+      signal.addEventListener('abort', done);
+    });
+  }
 
   async queue(
     by: Principal,
@@ -76,7 +100,7 @@ export class StepService {
       digest = artifact.digest;
       size = Number(artifact.size);
     }
-    return inTransaction(this.deps, actorOf(by), async (uow) => {
+    const step = await inTransaction(this.deps, actorOf(by), async (uow) => {
       const row: StepsTable = {
         id: newSortableId(),
         target_id: target.id,
@@ -99,6 +123,8 @@ export class StepService {
       });
       return toStep(row, target.name);
     });
+    this.queued.emit(target.id);
+    return step;
   }
 
   async list(by: Principal, targetRef: string): Promise<Step[]> {
