@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
+import { send } from './http-client.ts';
 import type { HealthCheck } from './manifest.ts';
 
 export interface HookContext {
@@ -64,12 +65,12 @@ export async function checkHealth(ctx: HookContext, check: HealthCheck): Promise
   for (let attempt = 1; attempt <= check.retries; attempt++) {
     if (check.http) {
       try {
-        const response = await fetch(check.http, { signal: AbortSignal.timeout(check.timeout * 1000) });
-        await response.arrayBuffer();
-        if (response.ok) return null;
+        const response = await send('GET', new URL(check.http), { timeoutMs: check.timeout * 1000 });
+        response.body.resume();
+        if (response.status >= 200 && response.status < 300) return null;
         reason = `${check.http} answered ${response.status}`;
       } catch (error) {
-        reason = `${check.http} did not answer (${(error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name})`;
+        reason = `${check.http} did not answer (${(error as { code?: string }).code ?? (error as Error).message})`;
       }
     } else if (check.command) {
       const failed = await runHook(ctx, 'health', check.command, check.timeout);

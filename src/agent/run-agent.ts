@@ -9,6 +9,7 @@ import os from 'node:os';
 import type { Logger } from 'pino';
 import { type Failpoints, NO_FAILPOINTS } from '../support/failpoints.ts';
 import { type AgentState, readState, statePath, writeState } from './agent-state.ts';
+import { readText, send } from './http-client.ts';
 import { recover, runStep, type StepToRun } from './steps.ts';
 
 export interface AgentOptions {
@@ -48,24 +49,17 @@ async function post(
   body: unknown,
   credential?: string,
 ): Promise<{ status: number; body: unknown }> {
-  const response = await fetch(new URL(path, server), {
-    method: 'POST',
+  const response = await send('POST', new URL(path, server), {
     headers: {
       'content-type': 'application/json',
       accept: 'application/json',
       ...(credential ? { authorization: `Bearer ${credential}` } : {}),
     },
     body: JSON.stringify(body),
-    signal: AbortSignal.timeout(15_000),
+    timeoutMs: 15_000,
   });
   // The server's answers are small; anything large is refused rather than read into memory.
-  if (Number(response.headers.get('content-length') ?? 0) > 1024 * 1024) {
-    await response.body?.cancel();
-    throw new Error(
-      `the server's answer is larger than 1 MiB (${response.headers.get('content-length')} bytes)`,
-    );
-  }
-  const text = await response.text();
+  const text = await readText(response.body);
   let parsed: unknown = null;
   try {
     parsed = text ? JSON.parse(text) : null;
@@ -164,17 +158,16 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   const workUntil = async (deadline: number): Promise<void> => {
     while (!stopped && Date.now() < deadline) {
       const wait = Math.max(0, Math.min(25, Math.floor((deadline - Date.now()) / 1000)));
-      const response = await fetch(new URL(`/api/v1/agent/steps/next?wait=${wait}`, server), {
+      const response = await send('GET', new URL(`/api/v1/agent/steps/next?wait=${wait}`, server), {
         headers: { authorization: `Bearer ${state.credential}`, accept: 'application/json' },
-        signal: AbortSignal.any([AbortSignal.timeout((wait + 15) * 1000), stop.signal]),
+        timeoutMs: (wait + 15) * 1000,
+        signal: stop.signal,
       });
-      if (response.status === 204) {
-        await response.body?.cancel();
-        continue;
-      }
+      const text = await readText(response.body);
+      if (response.status === 204) continue;
       if (response.status === 401) return; // the heartbeat that follows decides what to do
-      if (!response.ok) throw new Error(`asking for work answered ${response.status}`);
-      const step = (await response.json()) as StepToRun;
+      if (response.status !== 200) throw new Error(`asking for work answered ${response.status}`);
+      const step = JSON.parse(text) as StepToRun;
       options.logger.info(
         { step: step.id, kind: step.kind, component: step.component, version: step.version },
         'running step',

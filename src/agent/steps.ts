@@ -8,11 +8,11 @@ import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Failpoints } from '../support/failpoints.ts';
 import { type AgentState, writeState } from './agent-state.ts';
 import { checkHealth, runHook } from './hooks.ts';
+import { send } from './http-client.ts';
 import type { Manifest } from './manifest.ts';
 
 export interface StepToRun {
@@ -96,17 +96,19 @@ async function install(ctx: StepContext, step: StepToRun, releases: string): Pro
   await mkdir(downloads, { recursive: true, mode: 0o700 });
   const file = path.join(downloads, `${step.digest}.partial`);
   try {
-    const response = await fetch(new URL(`/api/v1/agent/blobs/sha256:${step.digest}`, ctx.server), {
+    const response = await send('GET', new URL(`/api/v1/agent/blobs/sha256:${step.digest}`, ctx.server), {
       headers: { authorization: `Bearer ${ctx.state.credential}` },
-      signal: AbortSignal.timeout(30 * 60_000),
+      timeoutMs: 60_000,
     });
-    if (!response.ok || !response.body)
+    if (response.status !== 200) {
+      response.body.resume();
       return { outcome: 'failed', message: `download refused: the server answered ${response.status}` };
+    }
     const hash = createHash('sha256');
     const limit = step.size ?? Number.POSITIVE_INFINITY;
     let received = 0;
     await pipeline(
-      Readable.fromWeb(response.body as import('node:stream/web').ReadableStream),
+      response.body,
       async function* (chunks: AsyncIterable<Buffer>) {
         for await (const chunk of chunks) {
           received += chunk.length;
