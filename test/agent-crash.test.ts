@@ -4,7 +4,6 @@
  * undone at restart and reported once as rolled back (F04, G3); one interrupted after it was
  * confirmed is reported once as done (F03, G2).
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   existsSync,
@@ -27,6 +26,7 @@ import {
   startGantry,
   startServer,
 } from './helpers/processes.ts';
+import { canMountTmpfs, mountTmpfs, unmount } from './helpers/tmpfs.ts';
 
 const TOKEN = `gnt_crash_${'c'.repeat(40)}`;
 
@@ -138,26 +138,12 @@ describe('the agent killed mid-step', () => {
     await agent.stop('SIGTERM');
   });
 
-  const canMount = (() => {
-    if (process.getuid?.() !== 0) return false;
-    const probe = mkdtempSync(path.join(os.tmpdir(), 'gantry-mount-'));
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', probe]);
-      execFileSync('umount', [probe]);
-      return true;
-    } catch {
-      return false;
-    } finally {
-      rmSync(probe, { recursive: true, force: true });
-    }
-  })();
-
-  it.skipIf(!canMount)(
+  it.skipIf(!canMountTmpfs)(
     'F19: a full disk on the target fails the install as insufficient_disk, before anything is activated',
     async () => {
       const small = path.join(dir, 'small-agent');
       mkdirSync(small, { recursive: true });
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', small]);
+      mountTmpfs(small, '8m');
       let smallAgent: LongProcess | undefined;
       try {
         const token = await gantryJson(['agents', 'enroll-token', '--env', 'production'], env);
@@ -192,7 +178,7 @@ describe('the agent killed mid-step', () => {
         expect(readdirSync(path.join(small, 'downloads'))).toEqual([]);
       } finally {
         await smallAgent?.stop('SIGKILL');
-        execFileSync('umount', [small]);
+        unmount(small);
       }
     },
   );

@@ -2,7 +2,6 @@
  * The media library with real server processes: a crash in the middle of an upload (F10), a full
  * disk (F17), an upload cut off half-way, and the CLI's push → sign → pull → verify journey.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -10,6 +9,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeTarGz } from './helpers/archives.ts';
 import { gantryJson, runGantry, type ServerProcess, startServer } from './helpers/processes.ts';
+import { canMountTmpfs, mountTmpfs, unmount } from './helpers/tmpfs.ts';
 
 const TOKEN = `gnt_dml_${'d'.repeat(40)}`;
 
@@ -93,27 +93,13 @@ describe('media library under crashes, full disks and cut-off uploads', () => {
     expect(audit.entries[0].details.reason).toBe('aborted');
   });
 
-  const canMount = (() => {
-    if (process.getuid?.() !== 0) return false;
-    const probe = mkdtempSync(path.join(os.tmpdir(), 'gantry-mount-'));
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', probe]);
-      execFileSync('umount', [probe]);
-      return true;
-    } catch {
-      return false;
-    } finally {
-      rmSync(probe, { recursive: true, force: true });
-    }
-  })();
-
-  it.skipIf(!canMount)(
+  it.skipIf(!canMountTmpfs)(
     'F17: a full media library disk gives 507 DML_NO_SPACE, removes the partial file, and nothing else breaks',
     async () => {
       const data = path.join(dir, 'full');
       const blobs = path.join(data, 'blobs');
       mkdirSync(blobs, { recursive: true });
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', blobs]);
+      mountTmpfs(blobs, '8m');
       try {
         server = await startServer(['--data-dir', data], { GANTRY_BOOTSTRAP_ADMIN_TOKEN: TOKEN });
         const full = await upload(
@@ -137,7 +123,7 @@ describe('media library under crashes, full disks and cut-off uploads', () => {
       } finally {
         await server?.stop('SIGKILL');
         server = undefined;
-        execFileSync('umount', [blobs]);
+        unmount(blobs);
       }
     },
   );
