@@ -23,6 +23,7 @@ import {
   gantryJson,
   type LongProcess,
   type ServerProcess,
+  startEnrolledAgent,
   startGantry,
   startServer,
 } from './helpers/processes.ts';
@@ -47,11 +48,7 @@ describe('the agent killed mid-step', () => {
     });
     env = { GANTRY_URL: server.url, GANTRY_TOKEN: TOKEN };
     await gantryJson(['env', 'create', 'production'], env);
-    const token = await gantryJson(['agents', 'enroll-token', '--env', 'production'], env);
-    const first = startGantry(
-      ['agent', '--server', server.url, '--data-dir', agentDir(), '--name', 'web-1'],
-      { GANTRY_ENROLL_TOKEN: token.secret },
-    );
+    const first = await startEnrolledAgent(server, env, { name: 'web-1', dataDir: agentDir() });
     await eventually(async () =>
       (await gantryJson(['targets', 'show', 'web-1'], env)).state === 'online' ? true : undefined,
     );
@@ -146,11 +143,7 @@ describe('the agent killed mid-step', () => {
       mountTmpfs(small, '8m');
       let smallAgent: LongProcess | undefined;
       try {
-        const token = await gantryJson(['agents', 'enroll-token', '--env', 'production'], env);
-        smallAgent = startGantry(
-          ['agent', '--server', server.url, '--data-dir', small, '--name', 'small-1'],
-          { GANTRY_ENROLL_TOKEN: token.secret },
-        );
+        smallAgent = await startEnrolledAgent(server, env, { name: 'small-1', dataDir: small });
         await eventually(async () =>
           (await gantryJson(['targets', 'show', 'small-1'], env)).state === 'online' ? true : undefined,
         );

@@ -22,7 +22,7 @@ import {
   gantryJson,
   type LongProcess,
   type ServerProcess,
-  startGantry,
+  startEnrolledAgent,
   startServer,
 } from './helpers/processes.ts';
 import { rawTar } from './helpers/tar-factory.ts';
@@ -43,13 +43,7 @@ describe('steps run by a real agent', () => {
     });
     env = { GANTRY_URL: server.url, GANTRY_TOKEN: TOKEN };
     await gantryJson(['env', 'create', 'production'], env);
-    const token = await gantryJson(['agents', 'enroll-token', '--env', 'production'], env);
-    agent = startGantry(['agent', '--server', server.url, '--data-dir', agentDir(), '--name', 'web-1'], {
-      GANTRY_ENROLL_TOKEN: token.secret,
-    });
-    await eventually(async () =>
-      (await gantryJson(['targets', 'show', 'web-1'], env)).state === 'online' ? true : undefined,
-    );
+    agent = await startEnrolledAgent(server, env, { name: 'web-1', dataDir: agentDir() });
     for (const [version, text] of [
       ['2.4.0', 'shop 2.4.0'],
       ['2.5.0', 'shop 2.5.0'],

@@ -139,3 +139,25 @@ export async function gantryJson(
     throw new Error(`gantry ${args.join(' ')} exited ${result.code}:\n${result.stdout}\n${result.stderr}`);
   return JSON.parse(result.stdout);
 }
+
+/** Makes an enrollment token for `environment`, starts an agent with it, and waits until its target is online. */
+export async function startEnrolledAgent(
+  server: { url: string },
+  env: Record<string, string>,
+  options: { name: string; dataDir: string; environment?: string },
+): Promise<LongProcess> {
+  const token = await gantryJson(
+    ['agents', 'enroll-token', '--env', options.environment ?? 'production'],
+    env,
+  );
+  const agent = startGantry(
+    ['agent', '--server', server.url, '--data-dir', options.dataDir, '--name', options.name],
+    {
+      GANTRY_ENROLL_TOKEN: token.secret,
+    },
+  );
+  await eventually(async () =>
+    (await gantryJson(['targets', 'show', options.name], env)).state === 'online' ? true : undefined,
+  );
+  return agent;
+}

@@ -12,7 +12,7 @@ import { isUniqueViolation } from '../db/db-errors.ts';
 import { newSortableId } from '../ids.ts';
 import { hashSecret } from '../tokens/token-secret.ts';
 import { inTransaction, type TransactionDeps } from '../unit-of-work.ts';
-import { HEARTBEAT_SECONDS } from './inventory-service.ts';
+import { HEARTBEAT_SECONDS, supplierIdByName } from './inventory-service.ts';
 
 export const ENROLLMENT_PREFIX = 'gne_';
 export const AGENT_PREFIX = 'gna_';
@@ -46,20 +46,7 @@ export class EnrollmentService {
           'NOT_FOUND',
           `No environment '${input.environment}'. Create it with \`gantry env create\`.`,
         );
-      let supplierId: string | null = null;
-      if (input.supplier !== undefined) {
-        const supplier = await uow.db
-          .selectFrom('suppliers')
-          .select('id')
-          .where('name', '=', input.supplier)
-          .executeTakeFirst();
-        if (!supplier)
-          throw new GantryError(
-            'NOT_FOUND',
-            `No supplier '${input.supplier}'. See \`gantry suppliers list\`.`,
-          );
-        supplierId = supplier.id;
-      }
+      const supplierId = input.supplier !== undefined ? await supplierIdByName(uow.db, input.supplier) : null;
       const secret = ENROLLMENT_PREFIX + randomBytes(32).toString('base64url');
       const id = newSortableId();
       const expiresAt = new Date(uow.now.getTime() + (input.expiresInHours ?? 24) * 3_600_000).toISOString();

@@ -3,7 +3,7 @@
  * and targets. A supplier user sees only the targets of its own supplier; anything outside a
  * caller's scope answers exactly like something that does not exist.
  */
-import { sql } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import { GantryError } from '../../core/errors.ts';
 import {
   type HostFacts,
@@ -15,7 +15,7 @@ import {
 } from '../../core/inventory.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import { isUniqueViolation } from '../db/db-errors.ts';
-import type { EnvironmentsTable, TargetsTable } from '../db/schema.ts';
+import type { EnvironmentsTable, Tables, TargetsTable } from '../db/schema.ts';
 import { newSortableId } from '../ids.ts';
 import { inTransaction, type TransactionDeps } from '../unit-of-work.ts';
 
@@ -233,6 +233,21 @@ export class InventoryService {
     });
     return this.target(by, ref);
   }
+}
+
+/** The id of the supplier named `name`, or NOT_FOUND saying how to make one. */
+export async function supplierIdByName(db: Kysely<Tables>, name: string): Promise<string> {
+  const supplier = await db.selectFrom('suppliers').select('id').where('name', '=', name).executeTakeFirst();
+  if (!supplier) {
+    throw new GantryError(
+      'NOT_FOUND',
+      `No supplier '${name}'. See \`gantry suppliers list\`, or create it with \`gantry suppliers create\`.`,
+      {
+        field: '/supplier',
+      },
+    );
+  }
+  return supplier.id;
 }
 
 /** The supplier a caller is confined to, or undefined for callers who see everything. */

@@ -5,6 +5,7 @@ import type { Role } from '../../core/roles.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import { SessionStore } from '../auth/session-store.ts';
 import { isUniqueViolation } from '../db/db-errors.ts';
+import { supplierIdByName } from '../inventory/inventory-service.ts';
 import { TokenStore } from '../tokens/token-store.ts';
 import { inTransaction, type TransactionDeps } from '../unit-of-work.ts';
 import { hashPassword } from './passwords.ts';
@@ -45,21 +46,8 @@ export class UserService {
     const passwordHash = input.password !== undefined ? await hashPassword(input.password) : null;
     try {
       return await inTransaction(this.deps, actorOf(by), async (uow) => {
-        let supplierId: string | null = null;
-        if (input.supplier !== undefined) {
-          const supplier = await uow.db
-            .selectFrom('suppliers')
-            .select('id')
-            .where('name', '=', input.supplier)
-            .executeTakeFirst();
-          if (!supplier)
-            throw new GantryError(
-              'NOT_FOUND',
-              `No supplier '${input.supplier}'. Create it with \`gantry suppliers create\`.`,
-              { field: '/supplier' },
-            );
-          supplierId = supplier.id;
-        }
+        const supplierId =
+          input.supplier !== undefined ? await supplierIdByName(uow.db, input.supplier) : null;
         const user = await new UserStore(uow.db).insert({
           id: randomUUID(),
           username: input.username,
@@ -72,7 +60,12 @@ export class UserService {
         await uow.audit({
           action: 'user.created',
           subject: `user:${user.id}`,
-          details: { username: user.username, role: user.role, hasPassword: passwordHash !== null },
+          details: {
+            username: user.username,
+            role: user.role,
+            hasPassword: passwordHash !== null,
+            supplier: input.supplier ?? null,
+          },
         });
         return user;
       });
