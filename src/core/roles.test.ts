@@ -18,8 +18,8 @@ describe('roles', () => {
     }
   });
 
-  it('recognises only the six roles', () => {
-    expect(ROLES).toHaveLength(6);
+  it('recognises only the seven roles', () => {
+    expect(ROLES).toHaveLength(7);
     expect(isRole('viewer')).toBe(true);
     expect(isRole('root')).toBe(false);
     expect(isRole('__proto__')).toBe(false);

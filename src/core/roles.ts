@@ -6,6 +6,8 @@
 export const ROLES = [
   'admin',
   'change-authority',
+  /** A change authority who may also approve emergency changes. */
+  'emergency-authority',
   'release-manager',
   'deployer',
   'supplier',
@@ -35,6 +37,19 @@ export const PERMISSIONS = [
   'ledger:record',
   /** Queuing steps (install, activate, rollback, remove) for a target's agent by hand. */
   'steps:run',
+  'changes:read',
+  /** Creating, editing, submitting and cancelling change requests. */
+  'changes:write',
+  /** Approving, rejecting, reviewing and closing change requests; templates and freezes. */
+  'changes:approve',
+  /** Scheduling, starting and finishing approved changes. */
+  'changes:implement',
+  'releases:read',
+  'releases:write',
+  'flags:read',
+  'flags:write',
+  /** Booking non-production environments for a team. */
+  'bookings:write',
   /** Agent routes: only an agent's own credential, never a user, reaches them. */
   'agent',
 ] as const;
@@ -50,15 +65,45 @@ const READ: readonly Permission[] = [
   'events:read',
   'hardware:read',
   'inventory:read',
+  'changes:read',
+  'releases:read',
+  'flags:read',
 ];
+const AUTHORITY: readonly Permission[] = [...READ, 'changes:approve'];
 
 const GRANTS: Record<Role, readonly Permission[]> = {
   admin: PERMISSIONS.filter((p) => p !== 'agent'),
-  'change-authority': READ,
-  'release-manager': [...READ, 'artifacts:write'],
-  deployer: [...READ, 'hardware:write', 'ledger:record', 'steps:run'],
-  // Suppliers act only inside their scope: they see the targets of their own supplier.
-  supplier: ['public', 'authenticated', 'tokens:own', 'inventory:read', 'ledger:record'],
+  'change-authority': AUTHORITY,
+  'emergency-authority': AUTHORITY,
+  'release-manager': [
+    ...READ,
+    'artifacts:write',
+    'releases:write',
+    'changes:write',
+    'flags:write',
+    'bookings:write',
+  ],
+  deployer: [
+    ...READ,
+    'hardware:write',
+    'ledger:record',
+    'steps:run',
+    'changes:write',
+    'changes:implement',
+    'bookings:write',
+  ],
+  // Suppliers act only inside their scope: they see the targets of their own supplier, and the
+  // changes their own people raised.
+  supplier: [
+    'public',
+    'authenticated',
+    'tokens:own',
+    'inventory:read',
+    'ledger:record',
+    'changes:read',
+    'changes:write',
+    'changes:implement',
+  ],
   viewer: READ,
 };
 

@@ -60,6 +60,7 @@ export const MoveHardwareRequest = Strict({
   changeId: Type.Optional(Line({ minLength: 1, maxLength: 64 })),
   note: Type.Optional(Type.String({ maxLength: 1000, pattern: MULTI_LINE })),
   firmwareVersion: Type.Optional(Field),
+  environment: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,62}$' })),
 });
 export type MoveHardwareRequest = Static<typeof MoveHardwareRequest>;
 

@@ -29,11 +29,31 @@ export const FactsSchema = Strict({
   hostname: Type.Optional(Line({ maxLength: 255 })),
 });
 
+/** What an environment asks of changes and deployments (see core/changes.ts for each field). */
+export const PolicyView = Strict({
+  changeRequired: Type.Boolean(),
+  approvals: Type.Integer({ minimum: 1, maximum: 10 }),
+  approverRole: Type.Union([
+    Type.Literal('change-authority'),
+    Type.Literal('emergency-authority'),
+    Type.Literal('admin'),
+  ]),
+  highRiskApprovals: Type.Integer({ minimum: 1, maximum: 10 }),
+  requireSignature: Type.Boolean(),
+  requireEvidence: Type.Boolean(),
+  autoApproveLowRisk: Type.Boolean(),
+  strategies: Type.Array(Type.String({ pattern: '^[a-z-]{1,40}$' }), { maxItems: 10, uniqueItems: true }),
+  flagsUnderChange: Type.Boolean(),
+  bookable: Type.Boolean(),
+});
+/** A policy change: fields not given keep their value. */
+export const PolicySchema = Type.Partial(PolicyView, { additionalProperties: false });
+
 export const EnvironmentSchema = Strict({
   id: Id,
   name: Type.String(),
   position: Type.Integer(),
-  policy: Type.Record(Type.String(), Type.Unknown()),
+  policy: PolicyView,
   standards: StandardsSchema,
   createdAt: Timestamp,
   updatedAt: Timestamp,
@@ -48,6 +68,7 @@ export const UpdateEnvironmentRequest = Strict(
   {
     position: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000 })),
     standards: Type.Optional(StandardsSchema),
+    policy: Type.Optional(PolicySchema),
   },
   { minProperties: 1 },
 );

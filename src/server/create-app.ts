@@ -18,12 +18,17 @@ import { registerAuthRoutes } from './auth/auth-routes.ts';
 import { AuthService } from './auth/auth-service.ts';
 import { actorOf } from './auth/principal.ts';
 import { forgetBootstrapPassword } from './bootstrap.ts';
+import { registerChangeRoutes } from './changes/change-routes.ts';
+import { ChangeService } from './changes/change-service.ts';
+import { ScheduleService } from './changes/schedule-service.ts';
 import type { Clock } from './clock.ts';
 import type { Database } from './db/database.ts';
 import { registerArtifactRoutes } from './dml/artifact-routes.ts';
 import { ArtifactService } from './dml/artifact-service.ts';
 import type { FsBlobStore } from './dml/fs-blob-store.ts';
 import { registerEventRoutes } from './events/event-routes.ts';
+import { registerFlagRoutes } from './flags/flag-routes.ts';
+import { FlagService } from './flags/flag-service.ts';
 import { registerHardwareRoutes } from './hardware/hardware-routes.ts';
 import { HardwareService } from './hardware/hardware-service.ts';
 import { createAuthenticateHook } from './http/authenticate.ts';
@@ -38,9 +43,11 @@ import { StepService } from './inventory/step-service.ts';
 import { registerKeyRoutes } from './keys/key-routes.ts';
 import { PublisherKeyService } from './keys/publisher-keys.ts';
 import { registerMetaRoutes } from './meta-routes.ts';
+import { registerReleaseRoutes } from './releases/release-routes.ts';
+import { ReleaseService } from './releases/release-service.ts';
 import { registerTokenRoutes } from './tokens/token-routes.ts';
 import { TokenService } from './tokens/token-service.ts';
-import { inTransaction } from './unit-of-work.ts';
+import { inTransaction, type UnitOfWork } from './unit-of-work.ts';
 import { registerUserRoutes } from './users/user-routes.ts';
 import { UserService } from './users/user-service.ts';
 
@@ -261,7 +268,14 @@ export async function createApp(deps: AppDeps): Promise<App> {
     new LedgerService(tx, inventory),
     new StepService(tx, inventory),
   );
-  registerHardwareRoutes(app, new HardwareService(tx), { csvLimit: 8 * 1024 * 1024 });
+  const releases = new ReleaseService(tx);
+  const changes = new ChangeService({ ...tx, artifacts, releases });
+  const checkFlagChange = (uow: UnitOfWork, environment: string, change: string | undefined) =>
+    changes.requireActiveChange(uow, environment, change, 'Changing feature flags');
+  registerHardwareRoutes(app, new HardwareService(tx, changes), { csvLimit: 8 * 1024 * 1024 });
+  registerReleaseRoutes(app, releases, checkFlagChange);
+  registerChangeRoutes(app, changes, new ScheduleService(tx), { publicUrl: deps.publicUrl });
+  registerFlagRoutes(app, new FlagService(tx, checkFlagChange));
 
   await app.ready();
   return app;

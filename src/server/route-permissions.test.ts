@@ -10,9 +10,21 @@ import { ROLES, type Role } from '../core/roles.ts';
 
 const EVERYONE: readonly Role[] = ROLES;
 const ADMIN: readonly Role[] = ['admin'];
-const READERS: readonly Role[] = ['admin', 'change-authority', 'release-manager', 'deployer', 'viewer'];
+const READERS: readonly Role[] = [
+  'admin',
+  'change-authority',
+  'emergency-authority',
+  'release-manager',
+  'deployer',
+  'viewer',
+];
 const PUBLISHERS: readonly Role[] = ['admin', 'release-manager'];
 const HARDWARE_KEEPERS: readonly Role[] = ['admin', 'deployer'];
+const CHANGE_READERS: readonly Role[] = [...READERS, 'supplier'];
+const CHANGE_WRITERS: readonly Role[] = ['admin', 'release-manager', 'deployer', 'supplier'];
+const AUTHORITIES: readonly Role[] = ['admin', 'change-authority', 'emergency-authority'];
+const IMPLEMENTERS: readonly Role[] = ['admin', 'deployer', 'supplier'];
+const BOOKERS: readonly Role[] = ['admin', 'release-manager', 'deployer'];
 
 const EXPECTED: Record<string, 'public' | 'agent' | readonly Role[]> = {
   'GET /healthz': 'public',
@@ -75,6 +87,48 @@ const EXPECTED: Record<string, 'public' | 'agent' | readonly Role[]> = {
   'GET /api/v1/agent/blobs/:digest': 'agent',
   'POST /api/v1/targets/:ref/steps': ['admin', 'deployer'],
   'GET /api/v1/targets/:ref/steps': EVERYONE,
+  'GET /api/v1/releases': READERS,
+  'POST /api/v1/releases': PUBLISHERS,
+  'GET /api/v1/releases/:ref': READERS,
+  'PATCH /api/v1/releases/:ref': PUBLISHERS,
+  'POST /api/v1/releases/:ref/evidence': PUBLISHERS,
+  'POST /api/v1/releases/:ref/outcomes': PUBLISHERS,
+  'POST /api/v1/releases/:ref/make-available': PUBLISHERS,
+  'GET /api/v1/lifecycles': READERS,
+  'PUT /api/v1/lifecycles/:name': ADMIN,
+  'GET /api/v1/subscriptions': ADMIN,
+  'POST /api/v1/subscriptions': ADMIN,
+  'DELETE /api/v1/subscriptions/:id': ADMIN,
+  'GET /api/v1/changes': CHANGE_READERS,
+  'POST /api/v1/changes': CHANGE_WRITERS,
+  'GET /api/v1/changes/:id': CHANGE_READERS,
+  'PATCH /api/v1/changes/:id': CHANGE_WRITERS,
+  'POST /api/v1/changes/:id/submit': CHANGE_WRITERS,
+  'POST /api/v1/changes/:id/cancel': CHANGE_WRITERS,
+  'POST /api/v1/changes/:id/approve': AUTHORITIES,
+  'POST /api/v1/changes/:id/reject': AUTHORITIES,
+  'POST /api/v1/changes/:id/review': AUTHORITIES,
+  'POST /api/v1/changes/:id/close': AUTHORITIES,
+  'POST /api/v1/changes/:id/schedule': IMPLEMENTERS,
+  'POST /api/v1/changes/:id/start': IMPLEMENTERS,
+  'POST /api/v1/changes/:id/complete': IMPLEMENTERS,
+  'POST /api/v1/changes/:id/fail': IMPLEMENTERS,
+  'POST /api/v1/changes/:id/back-out': IMPLEMENTERS,
+  'POST /api/v1/gates/check': CHANGE_READERS,
+  'GET /api/v1/change-templates': CHANGE_READERS,
+  'POST /api/v1/change-templates': AUTHORITIES,
+  'DELETE /api/v1/change-templates/:name': AUTHORITIES,
+  'GET /api/v1/freezes': CHANGE_READERS,
+  'POST /api/v1/freezes': AUTHORITIES,
+  'DELETE /api/v1/freezes/:id': AUTHORITIES,
+  'GET /api/v1/bookings': CHANGE_READERS,
+  'POST /api/v1/bookings': BOOKERS,
+  'DELETE /api/v1/bookings/:id': BOOKERS,
+  'GET /api/v1/calendar.ics': CHANGE_READERS,
+  'GET /api/v1/environments/:name/flags': READERS,
+  'GET /api/v1/environments/:name/flags/:key': READERS,
+  'PUT /api/v1/environments/:name/flags/:key': PUBLISHERS,
+  'GET /api/v1/environments/:name/evaluation': READERS,
 };
 
 function concreteUrl(url: string): string {
@@ -82,7 +136,8 @@ function concreteUrl(url: string): string {
     .replace(/:id/g, '00000000-0000-4000-8000-000000000000')
     .replace(/:digest/g, `sha256:${'0'.repeat(64)}`)
     .replace(/:ref/g, 'NO-SUCH-TAG')
-    .replace(/:name/g, 'no-such-env');
+    .replace(/:name/g, 'no-such-env')
+    .replace(/:key/g, 'no-such-flag');
 }
 
 for (const kind of testDatabases()) {

@@ -16,6 +16,7 @@ import { createApp } from './create-app.ts';
 import { type DatabaseTarget, openAndMigrate } from './db/database.ts';
 import { ArtifactService } from './dml/artifact-service.ts';
 import { FsBlobStore } from './dml/fs-blob-store.ts';
+import { Notifier } from './releases/notifier.ts';
 
 export interface RunningServer {
   url: string;
@@ -123,6 +124,20 @@ export async function runServer(config: ServerConfig): Promise<RunningServer> {
         }, config.dmlScrubIntervalSeconds * 1000)
       : undefined;
   scrub?.unref();
+  const notifier = new Notifier({ database, clock: systemClock });
+  let notifying: Promise<void> | undefined;
+  const notify = setInterval(() => {
+    notifying ??= notifier
+      .deliverDue()
+      .then(
+        () => undefined,
+        (error: unknown) => logger.error({ err: error }, 'could not deliver notifications'),
+      )
+      .finally(() => {
+        notifying = undefined;
+      });
+  }, 2000);
+  notify.unref();
 
   let closing: Promise<void> | undefined;
   return {
@@ -131,6 +146,8 @@ export async function runServer(config: ServerConfig): Promise<RunningServer> {
       closing ??= (async () => {
         logger.info('shutting down: finishing requests in flight');
         if (scrub) clearInterval(scrub);
+        clearInterval(notify);
+        await notifying;
         await app.close();
         await database.destroy();
         logger.info('stopped');

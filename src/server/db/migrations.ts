@@ -272,6 +272,226 @@ export const MIGRATIONS: Record<string, Migration> = {
         .execute();
     },
   },
+  '0006-change-enablement': {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('releases')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('version', 'text', (c) => c.notNull())
+        .addColumn('notes', 'text', (c) => c.notNull())
+        .addColumn('components', 'text', (c) => c.notNull())
+        .addColumn('flags', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .addColumn('locked_at', 'text')
+        .addUniqueConstraint('releases_name_version', ['name', 'version'])
+        .execute();
+      await db.schema
+        .createTable('release_evidence')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('release_id', 'text', (c) => c.notNull().references('releases.id'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('digest', 'text', (c) => c.notNull())
+        .addColumn('passed', 'integer', (c) => c.notNull())
+        .addColumn('summary', 'text', (c) => c.notNull())
+        .addColumn('added_by', 'text', (c) => c.notNull())
+        .addColumn('added_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createIndex('release_evidence_release')
+        .on('release_evidence')
+        .column('release_id')
+        .execute();
+      await db.schema
+        .createTable('release_outcomes')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('release_id', 'text', (c) => c.notNull().references('releases.id'))
+        .addColumn('environment_id', 'text', (c) => c.notNull().references('environments.id'))
+        .addColumn('outcome', 'text', (c) => c.notNull())
+        .addColumn('deployment_id', 'text')
+        .addColumn('change_id', 'text')
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('note', 'text')
+        .addColumn('recorded_by', 'text', (c) => c.notNull())
+        .addColumn('at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createIndex('release_outcomes_release')
+        .on('release_outcomes')
+        .column('release_id')
+        .execute();
+      await db.schema
+        .createTable('release_availability')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('release_id', 'text', (c) => c.notNull().references('releases.id'))
+        .addColumn('environment_id', 'text', (c) => c.notNull().references('environments.id'))
+        .addColumn('flags', 'text', (c) => c.notNull())
+        .addColumn('made_by', 'text', (c) => c.notNull())
+        .addColumn('at', 'text', (c) => c.notNull())
+        .addUniqueConstraint('release_availability_once', ['release_id', 'environment_id'])
+        .execute();
+      await db.schema
+        .createTable('lifecycles')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull().unique())
+        .addColumn('release_name', 'text', (c) => c.notNull().unique())
+        .addColumn('phases', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('change_templates')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull().unique())
+        .addColumn('description', 'text', (c) => c.notNull())
+        .addColumn('components', 'text', (c) => c.notNull())
+        .addColumn('environments', 'text', (c) => c.notNull())
+        .addColumn('strategies', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('retired_at', 'text')
+        .execute();
+      await db.schema
+        .createTable('changes')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('number', 'integer', (c) => c.notNull().unique())
+        .addColumn('type', 'text', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('title', 'text', (c) => c.notNull())
+        .addColumn('description', 'text', (c) => c.notNull())
+        .addColumn('risk', 'text', (c) => c.notNull())
+        .addColumn('risk_answers', 'text', (c) => c.notNull())
+        .addColumn('release_id', 'text', (c) => c.notNull().references('releases.id'))
+        .addColumn('environments', 'text', (c) => c.notNull())
+        .addColumn('target_selector', 'text', (c) => c.notNull())
+        .addColumn('windows', 'text', (c) => c.notNull())
+        .addColumn('window_start', 'text')
+        .addColumn('window_end', 'text')
+        .addColumn('backout_plan', 'text', (c) => c.notNull())
+        .addColumn('links', 'text', (c) => c.notNull())
+        .addColumn('template_id', 'text')
+        .addColumn('requester_id', 'text', (c) => c.notNull())
+        .addColumn('requester_name', 'text', (c) => c.notNull())
+        .addColumn('supplier_id', 'text')
+        .addColumn('content_digest', 'text', (c) => c.notNull())
+        .addColumn('revision', 'integer', (c) => c.notNull())
+        .addColumn('freeze_override_reason', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('changes_state').on('changes').columns(['state', 'window_start']).execute();
+      await db.schema
+        .createTable('change_approvals')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('change_id', 'text', (c) => c.notNull().references('changes.id'))
+        .addColumn('approver_id', 'text', (c) => c.notNull())
+        .addColumn('approver_name', 'text', (c) => c.notNull())
+        .addColumn('approver_role', 'text', (c) => c.notNull())
+        .addColumn('decision', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text', (c) => c.notNull())
+        .addColumn('content_digest', 'text', (c) => c.notNull())
+        .addColumn('automatic', 'integer', (c) => c.notNull())
+        .addColumn('at', 'text', (c) => c.notNull())
+        // One person counts once for one content: a racing second approval fails here too.
+        .addUniqueConstraint('change_approvals_once', ['change_id', 'approver_id', 'content_digest'])
+        .execute();
+      await db.schema
+        .createTable('change_history')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('change_id', 'text', (c) => c.notNull().references('changes.id'))
+        .addColumn('at', 'text', (c) => c.notNull())
+        .addColumn('actor', 'text', (c) => c.notNull())
+        .addColumn('action', 'text', (c) => c.notNull())
+        .addColumn('from_state', 'text', (c) => c.notNull())
+        .addColumn('to_state', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text')
+        .execute();
+      await db.schema.createIndex('change_history_change').on('change_history').column('change_id').execute();
+      await db.schema
+        .createTable('change_conflicts')
+        .addColumn('change_id', 'text', (c) => c.notNull().references('changes.id'))
+        .addColumn('other_id', 'text', (c) => c.notNull().references('changes.id'))
+        .addColumn('reason', 'text', (c) => c.notNull())
+        .addColumn('detected_at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('change_conflicts_pk', ['change_id', 'other_id'])
+        .execute();
+      await db.schema
+        .createTable('freezes')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('environment_id', 'text', (c) => c.notNull().references('environments.id'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('start_at', 'text')
+        .addColumn('end_at', 'text')
+        .addColumn('cron', 'text')
+        .addColumn('duration_minutes', 'integer')
+        .addColumn('time_zone', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('removed_at', 'text')
+        .execute();
+      await db.schema
+        .createTable('flags')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('environment_id', 'text', (c) => c.notNull().references('environments.id'))
+        .addColumn('key', 'text', (c) => c.notNull())
+        .addColumn('description', 'text', (c) => c.notNull())
+        .addColumn('enabled', 'integer', (c) => c.notNull())
+        .addColumn('percentage', 'integer')
+        .addColumn('rules', 'text', (c) => c.notNull())
+        .addColumn('revision', 'integer', (c) => c.notNull())
+        .addColumn('updated_by', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .addUniqueConstraint('flags_environment_key', ['environment_id', 'key'])
+        .execute();
+      await db.schema
+        .createTable('bookings')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('environment_id', 'text', (c) => c.notNull().references('environments.id'))
+        .addColumn('team', 'text', (c) => c.notNull())
+        .addColumn('purpose', 'text', (c) => c.notNull())
+        .addColumn('start_at', 'text', (c) => c.notNull())
+        .addColumn('end_at', 'text', (c) => c.notNull())
+        .addColumn('overlaps', 'text', (c) => c.notNull())
+        .addColumn('booked_by', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('cancelled_at', 'text')
+        .execute();
+      await db.schema
+        .createTable('subscriptions')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('url', 'text', (c) => c.notNull())
+        .addColumn('release_name', 'text')
+        .addColumn('secret_hash', 'text')
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('removed_at', 'text')
+        .execute();
+      await db.schema
+        .createTable('notifications')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('subscription_id', 'text', (c) => c.notNull().references('subscriptions.id'))
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('payload', 'text', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('attempts', 'integer', (c) => c.notNull())
+        .addColumn('next_attempt_at', 'text', (c) => c.notNull())
+        .addColumn('last_error', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('delivered_at', 'text')
+        .execute();
+      await db.schema
+        .createIndex('notifications_due')
+        .on('notifications')
+        .columns(['state', 'next_attempt_at'])
+        .execute();
+    },
+  },
 };
 
 class InCodeMigrationProvider implements MigrationProvider {

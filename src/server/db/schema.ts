@@ -218,6 +218,203 @@ export interface StepsTable {
   updated_at: string;
 }
 
+export interface ReleasesTable {
+  id: string;
+  name: string;
+  version: string;
+  notes: string;
+  /** JSON [{component, version, digest}] */
+  components: string;
+  /** JSON [flag key]: switched on when the release is made available */
+  flags: string;
+  created_by: string;
+  created_at: string;
+  updated_at: string;
+  /** Set when a submitted change first names the release: from then on it never changes. */
+  locked_at: string | null;
+}
+
+export interface ReleaseEvidenceTable {
+  id: string;
+  release_id: string;
+  name: string;
+  kind: string;
+  digest: string;
+  passed: number;
+  summary: string;
+  added_by: string;
+  added_at: string;
+}
+
+export interface ReleaseOutcomesTable {
+  id: string;
+  release_id: string;
+  environment_id: string;
+  outcome: string;
+  deployment_id: string | null;
+  change_id: string | null;
+  source: string;
+  note: string | null;
+  recorded_by: string;
+  at: string;
+}
+
+export interface ReleaseAvailabilityTable {
+  id: string;
+  release_id: string;
+  environment_id: string;
+  flags: string;
+  made_by: string;
+  at: string;
+}
+
+export interface LifecyclesTable {
+  id: string;
+  name: string;
+  release_name: string;
+  phases: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface ChangeTemplatesTable {
+  id: string;
+  name: string;
+  description: string;
+  components: string;
+  environments: string;
+  strategies: string;
+  created_by: string;
+  created_at: string;
+  retired_at: string | null;
+}
+
+export interface ChangesTable {
+  id: string;
+  number: number;
+  type: string;
+  state: string;
+  title: string;
+  description: string;
+  risk: string;
+  risk_answers: string;
+  release_id: string;
+  environments: string;
+  target_selector: string;
+  /** JSON [{start, end, timeZone, startAt, endAt}]: as written, and as instants */
+  windows: string;
+  window_start: string | null;
+  window_end: string | null;
+  backout_plan: string;
+  links: string;
+  template_id: string | null;
+  requester_id: string;
+  requester_name: string;
+  supplier_id: string | null;
+  content_digest: string;
+  revision: number;
+  freeze_override_reason: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface ChangeApprovalsTable {
+  id: string;
+  change_id: string;
+  approver_id: string;
+  approver_name: string;
+  approver_role: string;
+  decision: string;
+  reason: string;
+  content_digest: string;
+  automatic: number;
+  at: string;
+}
+
+export interface ChangeHistoryTable {
+  id: string;
+  change_id: string;
+  at: string;
+  actor: string;
+  action: string;
+  from_state: string;
+  to_state: string;
+  reason: string | null;
+}
+
+export interface ChangeConflictsTable {
+  change_id: string;
+  other_id: string;
+  reason: string;
+  detected_at: string;
+}
+
+export interface FreezesTable {
+  id: string;
+  environment_id: string;
+  name: string;
+  reason: string;
+  kind: string;
+  start_at: string | null;
+  end_at: string | null;
+  cron: string | null;
+  duration_minutes: number | null;
+  time_zone: string;
+  created_by: string;
+  created_at: string;
+  removed_at: string | null;
+}
+
+export interface FlagsTable {
+  id: string;
+  environment_id: string;
+  key: string;
+  description: string;
+  enabled: number;
+  percentage: number | null;
+  rules: string;
+  revision: number;
+  updated_by: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface BookingsTable {
+  id: string;
+  environment_id: string;
+  team: string;
+  purpose: string;
+  start_at: string;
+  end_at: string;
+  overlaps: string;
+  booked_by: string;
+  created_at: string;
+  cancelled_at: string | null;
+}
+
+export interface SubscriptionsTable {
+  id: string;
+  url: string;
+  release_name: string | null;
+  secret_hash: string | null;
+  created_by: string;
+  created_at: string;
+  removed_at: string | null;
+}
+
+export interface NotificationsTable {
+  id: string;
+  subscription_id: string;
+  kind: string;
+  payload: string;
+  state: string;
+  attempts: number;
+  next_attempt_at: string;
+  last_error: string | null;
+  created_at: string;
+  delivered_at: string | null;
+}
+
 export interface Tables {
   users: UsersTable;
   api_tokens: ApiTokensTable;
@@ -238,4 +435,19 @@ export interface Tables {
   ledger_entries: LedgerEntriesTable;
   drift: DriftTable;
   steps: StepsTable;
+  releases: ReleasesTable;
+  release_evidence: ReleaseEvidenceTable;
+  release_outcomes: ReleaseOutcomesTable;
+  release_availability: ReleaseAvailabilityTable;
+  lifecycles: LifecyclesTable;
+  change_templates: ChangeTemplatesTable;
+  changes: ChangesTable;
+  change_approvals: ChangeApprovalsTable;
+  change_history: ChangeHistoryTable;
+  change_conflicts: ChangeConflictsTable;
+  freezes: FreezesTable;
+  flags: FlagsTable;
+  bookings: BookingsTable;
+  subscriptions: SubscriptionsTable;
+  notifications: NotificationsTable;
 }

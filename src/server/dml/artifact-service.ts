@@ -350,10 +350,63 @@ export class ArtifactService {
     });
   }
 
-  /** What refers to an artifact. Releases, changes and deployments add their references as they arrive. */
-  async usage(id: string): Promise<Usage> {
-    await this.require(id);
-    return { releases: [], changes: [], deployments: [], targets: [] };
+  /**
+   * The artifact of `component` with `digest` (sha256:…), with its signatures checked now; what
+   * releases name and gates weigh.
+   */
+  async findPiece(component: string, digest: string): Promise<ArtifactWithSignatures | undefined> {
+    const row = await this.deps.database.db
+      .selectFrom('artifacts')
+      .select('id')
+      .where('component', '=', component)
+      .where('digest', '=', digest.replace(/^sha256:/, ''))
+      .executeTakeFirst();
+    return row ? this.get(row.id) : undefined;
+  }
+
+  /** What refers to an artifact: releases (and the changes for them), and the targets that run it. */
+  async usage(id: string, db = this.deps.database.db): Promise<Usage> {
+    const artifact = await this.require(id);
+    const digest = withDigestPrefix(artifact.digest);
+    // Components are JSON text; the digest is matched there and then checked exactly.
+    const releases = (
+      await db
+        .selectFrom('releases')
+        .select(['id', 'name', 'version', 'components'])
+        .where('components', 'like', `%${artifact.digest}%`)
+        .execute()
+    ).filter((r) =>
+      (JSON.parse(r.components) as Array<{ component: string; digest: string }>).some(
+        (p) => p.component === artifact.component && p.digest === digest,
+      ),
+    );
+    const changes =
+      releases.length === 0
+        ? []
+        : await db
+            .selectFrom('changes')
+            .select(['number', 'state'])
+            .where(
+              'release_id',
+              'in',
+              releases.map((r) => r.id),
+            )
+            .where('state', 'not in', ['closed', 'cancelled', 'rejected'])
+            .execute();
+    const targets = await db
+      .selectFrom('ledger_entries as l')
+      .innerJoin('targets as t', 't.id', 'l.target_id')
+      .select(['t.name', 'l.at'])
+      .where('l.component', '=', artifact.component)
+      .where('l.digest', '=', digest)
+      .where('t.retired_at', 'is', null)
+      .execute();
+    return {
+      releases: releases.map((r) => `release ${r.name}@${r.version}`),
+      changes: changes.map((c) => `change CHG-${c.number} (${c.state})`),
+      deployments: [],
+      targets: [...new Set(targets.map((t) => t.name))],
+    };
   }
 
   async delete(by: Principal, id: string): Promise<Artifact> {

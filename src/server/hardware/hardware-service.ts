@@ -4,13 +4,14 @@
  */
 import { parse } from 'csv-parse/sync';
 import { type Kysely, sql } from 'kysely';
+import { policyOf } from '../../core/changes.ts';
 import { GantryError } from '../../core/errors.ts';
 import { type HardwareState, isHardwareState, moveProblem } from '../../core/hardware.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import { isUniqueViolation } from '../db/db-errors.ts';
 import type { HardwareItemsTable, HardwareMovesTable, Tables } from '../db/schema.ts';
 import { newSortableId } from '../ids.ts';
-import { inTransaction, type TransactionDeps } from '../unit-of-work.ts';
+import { inTransaction, type TransactionDeps, type UnitOfWork } from '../unit-of-work.ts';
 
 export interface HardwareItem {
   id: string;
@@ -55,14 +56,24 @@ export interface MoveInput {
   changeId?: string | undefined;
   note?: string | undefined;
   firmwareVersion?: string | undefined;
+  /** The environment a site deployment goes into, when there is no target to tell. */
+  environment?: string | undefined;
 }
 
 const CSV_COLUMNS = ['asset_tag', 'model', 'vendor', 'serial', 'firmware_version', 'location'] as const;
 const MAX_IMPORT_ROWS = 10_000;
 const TAG = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
+/** What a hardware move into a controlled environment must show: an approved change for it. */
+export interface ChangeGate {
+  requireActiveChange(uow: UnitOfWork, envName: string, ref: string | undefined, what: string): Promise<void>;
+}
+
 export class HardwareService {
-  constructor(private readonly deps: TransactionDeps) {}
+  constructor(
+    private readonly deps: TransactionDeps,
+    private readonly changes: ChangeGate,
+  ) {}
 
   async list(filter: {
     state?: HardwareState | undefined;
@@ -259,6 +270,17 @@ export class HardwareService {
       }
       const toLocation = input.location ?? item.location;
       const target = input.to === 'deployed' ? (input.target ?? null) : null;
+      if (input.to === 'deployed') {
+        // Into a controlled environment (the target's, or the one named) only under an approved change.
+        const env = await environmentOfMove(uow.db, target, input.environment);
+        if (env && policyOf(JSON.parse(env.policy) as Record<string, unknown>).changeRequired)
+          await this.changes.requireActiveChange(
+            uow,
+            env.name,
+            input.changeId,
+            `Deploying hardware ${item.assetTag}`,
+          );
+      }
       const move: HardwareMovesTable = {
         id: newSortableId(),
         item_id: item.id,
@@ -370,4 +392,24 @@ function toMove(row: HardwareMovesTable): HardwareMove {
     changeId: row.change_id,
     note: row.note,
   };
+}
+
+async function environmentOfMove(db: Kysely<Tables>, target: string | null, environment: string | undefined) {
+  if (target) {
+    const row = await db
+      .selectFrom('targets as t')
+      .innerJoin('environments as e', 'e.id', 't.environment_id')
+      .select(['e.name', 'e.policy'])
+      .where('t.name', '=', target)
+      .executeTakeFirst();
+    if (row) return row;
+  }
+  if (!environment) return undefined;
+  const row = await db
+    .selectFrom('environments')
+    .select(['name', 'policy'])
+    .where('name', '=', environment)
+    .executeTakeFirst();
+  if (!row) throw new GantryError('NOT_FOUND', `No environment '${environment}'. See \`gantry env list\`.`);
+  return row;
 }

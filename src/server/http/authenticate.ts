@@ -85,10 +85,19 @@ async function resolvePrincipal(request: FastifyRequest, deps: AuthenticateDeps)
   const authorization = request.headers.authorization;
   if (authorization !== undefined) {
     const match = /^Bearer ([\x21-\x7e]+)$/.exec(authorization);
-    if (!match?.[1]) {
-      throw new GantryError('UNAUTHENTICATED', 'The Authorization header must read `Bearer <token>`.');
+    // Calendar programs and feed readers cannot send a bearer token, but can send a user and
+    // password: for reads only, an API token is accepted as the Basic password.
+    const basic = SAFE_METHODS.has(request.method)
+      ? /^Basic ([A-Za-z0-9+/=]{4,400})$/.exec(authorization)
+      : null;
+    const secret = match?.[1] ?? (basic?.[1] ? basicPassword(basic[1]) : undefined);
+    if (!secret) {
+      throw new GantryError(
+        'UNAUTHENTICATED',
+        'The Authorization header must read `Bearer <token>` (or, for reads, Basic with the token as password).',
+      );
     }
-    const token = await deps.tokens.authenticate(match[1], now);
+    const token = await deps.tokens.authenticate(secret, now);
     const user = await users.findById(token.userId);
     if (!user || user.disabled)
       throw new GantryError('UNAUTHENTICATED', 'The user this token belongs to is disabled.');
@@ -130,4 +139,11 @@ function safeEqual(a: string, b: string): boolean {
   const left = Buffer.from(a);
   const right = Buffer.from(b);
   return left.length === right.length && right.length > 0 && timingSafeEqual(left, right);
+}
+
+function basicPassword(encoded: string): string | undefined {
+  const decoded = Buffer.from(encoded, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  const password = colon >= 0 ? decoded.slice(colon + 1) : '';
+  return /^[\x21-\x7e]+$/.test(password) ? password : undefined;
 }

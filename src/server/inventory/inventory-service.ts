@@ -4,6 +4,7 @@
  * caller's scope answers exactly like something that does not exist.
  */
 import { type Kysely, sql } from 'kysely';
+import { type EnvironmentPolicy, policyOf } from '../../core/changes.ts';
 import { GantryError } from '../../core/errors.ts';
 import {
   type HostFacts,
@@ -26,7 +27,7 @@ export interface Environment {
   id: string;
   name: string;
   position: number;
-  policy: Record<string, unknown>;
+  policy: EnvironmentPolicy;
   standards: PlatformStandards;
   createdAt: string;
   updatedAt: string;
@@ -114,7 +115,11 @@ export class InventoryService {
   async updateEnvironment(
     by: Principal,
     name: string,
-    input: { position?: number | undefined; standards?: PlatformStandards | undefined },
+    input: {
+      position?: number | undefined;
+      standards?: PlatformStandards | undefined;
+      policy?: Partial<EnvironmentPolicy> | undefined;
+    },
   ): Promise<Environment> {
     return inTransaction(this.deps, actorOf(by), async (uow) => {
       // Read inside the transaction: on SQLite a read outside it would wait for it forever.
@@ -133,6 +138,9 @@ export class InventoryService {
           // Standards not named keep their value: changing the Node.js floor does not drop the OS list.
           ...(input.standards !== undefined
             ? { standards: JSON.stringify({ ...before.standards, ...input.standards }) }
+            : {}),
+          ...(input.policy !== undefined
+            ? { policy: JSON.stringify({ ...before.policy, ...input.policy }) }
             : {}),
           updated_at: uow.now.toISOString(),
         })
@@ -262,7 +270,7 @@ function toEnvironment(row: EnvironmentsTable): Environment {
     id: row.id,
     name: row.name,
     position: Number(row.position),
-    policy: JSON.parse(row.policy) as Record<string, unknown>,
+    policy: policyOf(JSON.parse(row.policy) as Record<string, unknown>),
     standards: JSON.parse(row.standards) as PlatformStandards,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
