@@ -5,6 +5,7 @@
  * a separate act from deploying it.
  */
 import type { Kysely } from 'kysely';
+import { policyOf } from '../../core/changes.ts';
 import { GantryError } from '../../core/errors.ts';
 import type { CreateReleaseRequest } from '../../protocol/releases.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
@@ -293,7 +294,11 @@ export class ReleaseService {
           'CONFLICT',
           `${release.name}@${release.version} has been available in ${environment} since ${already.at}.`,
         );
-      if (release.flags.length > 0) await checkFlagChange(uow, env.id);
+      if (
+        release.flags.length > 0 &&
+        policyOf(JSON.parse(env.policy) as Record<string, unknown>).flagsUnderChange
+      )
+        await checkFlagChange(uow, env.id);
       const now = uow.now.toISOString();
       const actor = actorOf(by).actor;
       for (const key of release.flags) {
