@@ -27,6 +27,8 @@ export const ERROR_CODES = [
   'RANGE_NOT_SATISFIABLE',
   'DML_NO_SPACE',
   'ILLEGAL_TRANSITION',
+  /** A deployment's gates refused it; `details.reasons` names every reason. */
+  'GATE_REFUSED',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

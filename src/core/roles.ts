@@ -48,6 +48,9 @@ export const PERMISSIONS = [
   'releases:write',
   'flags:read',
   'flags:write',
+  'deployments:read',
+  /** Creating deployments and acting on them: pause, resume, abort, approve a wave, roll back. */
+  'deployments:write',
   /** Booking non-production environments for a team. */
   'bookings:write',
   /** Agent routes: only an agent's own credential, never a user, reaches them. */
@@ -68,6 +71,7 @@ const READ: readonly Permission[] = [
   'changes:read',
   'releases:read',
   'flags:read',
+  'deployments:read',
 ];
 const AUTHORITY: readonly Permission[] = [...READ, 'changes:approve'];
 
@@ -91,6 +95,7 @@ const GRANTS: Record<Role, readonly Permission[]> = {
     'changes:write',
     'changes:implement',
     'bookings:write',
+    'deployments:write',
   ],
   // Suppliers act only inside their scope: they see the targets of their own supplier, and the
   // changes their own people raised.

@@ -23,6 +23,9 @@ import { ChangeService } from './changes/change-service.ts';
 import { ScheduleService } from './changes/schedule-service.ts';
 import type { Clock } from './clock.ts';
 import type { Database } from './db/database.ts';
+import { registerDeploymentRoutes } from './deployments/deployment-routes.ts';
+import { DeploymentService } from './deployments/deployment-service.ts';
+import { DeploymentEngine } from './deployments/engine.ts';
 import { registerArtifactRoutes } from './dml/artifact-routes.ts';
 import { ArtifactService } from './dml/artifact-service.ts';
 import type { FsBlobStore } from './dml/fs-blob-store.ts';
@@ -65,6 +68,8 @@ export interface AppDeps {
   blobs: FsBlobStore;
   dmlMaxBytes: number;
   failpoints?: Failpoints | undefined;
+  /** How often the deployment engine looks at every active deployment (default 1 s). */
+  engineIntervalMs?: number | undefined;
 }
 
 /**
@@ -261,13 +266,8 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerKeyRoutes(app, new PublisherKeyService(tx));
   registerArtifactRoutes(app, artifacts, deps.blobs);
   const inventory = new InventoryService(tx);
-  registerInventoryRoutes(
-    app,
-    inventory,
-    enrollment,
-    new LedgerService(tx, inventory),
-    new StepService(tx, inventory),
-  );
+  const steps = new StepService(tx, inventory);
+  registerInventoryRoutes(app, inventory, enrollment, new LedgerService(tx, inventory), steps);
   const releases = new ReleaseService(tx);
   const changes = new ChangeService({ ...tx, artifacts, releases });
   const checkFlagChange = (uow: UnitOfWork, environment: string, change: string | undefined) =>
@@ -276,7 +276,23 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerReleaseRoutes(app, releases, checkFlagChange);
   registerChangeRoutes(app, changes, new ScheduleService(tx), { publicUrl: deps.publicUrl });
   registerFlagRoutes(app, new FlagService(tx, checkFlagChange));
+  const engine = new DeploymentEngine({
+    ...tx,
+    steps,
+    changes,
+    failpoints: deps.failpoints,
+    intervalMs: deps.engineIntervalMs,
+  });
+  steps.onSettled = () => engine.kick();
+  registerDeploymentRoutes(
+    app,
+    new DeploymentService({ ...tx, changes, releases, kick: () => engine.kick() }),
+    engine,
+  );
+  app.decorate('engine', engine);
+  app.addHook('onClose', async () => engine.stop());
 
   await app.ready();
+  engine.start();
   return app;
 }

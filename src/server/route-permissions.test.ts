@@ -19,6 +19,7 @@ const READERS: readonly Role[] = [
   'viewer',
 ];
 const PUBLISHERS: readonly Role[] = ['admin', 'release-manager'];
+/** Also who may deploy: admin and deployer. */
 const HARDWARE_KEEPERS: readonly Role[] = ['admin', 'deployer'];
 const CHANGE_READERS: readonly Role[] = [...READERS, 'supplier'];
 const CHANGE_WRITERS: readonly Role[] = ['admin', 'release-manager', 'deployer', 'supplier'];
@@ -129,6 +130,16 @@ const EXPECTED: Record<string, 'public' | 'agent' | readonly Role[]> = {
   'GET /api/v1/environments/:name/flags/:key': READERS,
   'PUT /api/v1/environments/:name/flags/:key': PUBLISHERS,
   'GET /api/v1/environments/:name/evaluation': READERS,
+  'POST /api/v1/deployments': HARDWARE_KEEPERS,
+  'GET /api/v1/deployments': READERS,
+  'GET /api/v1/deployments/:id': READERS,
+  'GET /api/v1/deployments/:id/events': READERS,
+  'POST /api/v1/deployments/:id/pause': HARDWARE_KEEPERS,
+  'POST /api/v1/deployments/:id/resume': HARDWARE_KEEPERS,
+  'POST /api/v1/deployments/:id/abort': HARDWARE_KEEPERS,
+  'POST /api/v1/deployments/:id/approve-wave': HARDWARE_KEEPERS,
+  'POST /api/v1/deployments/:id/retry-failed': HARDWARE_KEEPERS,
+  'POST /api/v1/deployments/:id/rollback': HARDWARE_KEEPERS,
 };
 
 function concreteUrl(url: string): string {

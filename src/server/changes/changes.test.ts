@@ -9,7 +9,6 @@ import { makeTarGz } from '../../../test/helpers/archives.ts';
 import { ADMIN_TOKEN, startTestApp, type TestApp } from '../../../test/helpers/test-app.ts';
 import { testDatabases } from '../../../test/helpers/test-databases.ts';
 
-const HOUR = 3_600_000;
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 // The test clock starts at 2026-11-22T10:00:00Z.
 const WINDOW = { start: '2026-11-22T09:00', end: '2026-11-22T12:00', timeZone: 'UTC' };
@@ -69,7 +68,10 @@ for (const kind of testDatabases()) {
       return sha(bytes);
     }
 
-    async function release(version = '2026.11', components = [{ component: 'web', version: '2.4.0' }]) {
+    async function release(
+      version = '2026.11',
+      components: Array<Record<string, string>> = [{ component: 'web', version: '2.4.0' }],
+    ) {
       const res = await t.call('POST', '/api/v1/releases', {
         token: requester,
         body: { name: 'shop', version, components, notes: 'New checkout' },

@@ -492,6 +492,76 @@ export const MIGRATIONS: Record<string, Migration> = {
         .execute();
     },
   },
+  '0007-deployments': {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('deployments')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('number', 'integer', (c) => c.notNull().unique())
+        .addColumn('release_id', 'text', (c) => c.notNull().references('releases.id'))
+        .addColumn('environment_id', 'text', (c) => c.notNull().references('environments.id'))
+        .addColumn('change_id', 'text')
+        .addColumn('strategy', 'text', (c) => c.notNull())
+        .addColumn('options', 'text', (c) => c.notNull())
+        .addColumn('halt_rule', 'text', (c) => c.notNull())
+        .addColumn('on_failure', 'text', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text')
+        .addColumn('scheduled_for', 'text')
+        .addColumn('excluded', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('created_by_id', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .addColumn('started_at', 'text')
+        .addColumn('finished_at', 'text')
+        .addColumn('lease_owner', 'text')
+        .addColumn('lease_until', 'text')
+        .addColumn('fencing', 'integer', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('deployments_state').on('deployments').column('state').execute();
+      await db.schema
+        .createTable('deployment_waves')
+        .addColumn('deployment_id', 'text', (c) => c.notNull().references('deployments.id'))
+        .addColumn('wave_index', 'integer', (c) => c.notNull())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('gate', 'text', (c) => c.notNull())
+        .addColumn('canary', 'integer', (c) => c.notNull())
+        .addColumn('bake_seconds', 'integer', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('bake_until', 'text')
+        .addColumn('approved_by', 'text')
+        .addColumn('started_at', 'text')
+        .addColumn('finished_at', 'text')
+        .addPrimaryKeyConstraint('deployment_waves_pk', ['deployment_id', 'wave_index'])
+        .execute();
+      await db.schema
+        .createTable('deployment_targets')
+        .addColumn('deployment_id', 'text', (c) => c.notNull().references('deployments.id'))
+        .addColumn('target_id', 'text', (c) => c.notNull().references('targets.id'))
+        .addColumn('target_name', 'text', (c) => c.notNull())
+        .addColumn('wave_index', 'integer', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('progress', 'integer', (c) => c.notNull())
+        .addColumn('step_id', 'text')
+        .addColumn('before', 'text', (c) => c.notNull())
+        .addColumn('activated', 'text', (c) => c.notNull())
+        .addColumn('message', 'text')
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('deployment_targets_pk', ['deployment_id', 'target_id'])
+        .execute();
+      await db.schema
+        .createIndex('deployment_targets_step')
+        .on('deployment_targets')
+        .column('step_id')
+        .execute();
+      await db.schema
+        .createIndex('deployment_targets_target')
+        .on('deployment_targets')
+        .column('target_id')
+        .execute();
+    },
+  },
 };
 
 class InCodeMigrationProvider implements MigrationProvider {

@@ -415,6 +415,64 @@ export interface NotificationsTable {
   delivered_at: string | null;
 }
 
+export interface DeploymentsTable {
+  id: string;
+  number: number;
+  release_id: string;
+  environment_id: string;
+  change_id: string | null;
+  strategy: string;
+  options: string;
+  halt_rule: string;
+  on_failure: string;
+  state: string;
+  reason: string | null;
+  scheduled_for: string | null;
+  /** JSON [{target, reason}]: targets left out of the plan (platform standards not met) */
+  excluded: string;
+  created_by: string;
+  created_by_id: string;
+  created_at: string;
+  updated_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  /** The replica driving it, until when, and the fencing number that replica must write with. */
+  lease_owner: string | null;
+  lease_until: string | null;
+  fencing: number;
+}
+
+export interface DeploymentWavesTable {
+  deployment_id: string;
+  wave_index: number;
+  name: string;
+  gate: string;
+  canary: number;
+  bake_seconds: number;
+  state: string;
+  bake_until: string | null;
+  approved_by: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+export interface DeploymentTargetsTable {
+  deployment_id: string;
+  target_id: string;
+  target_name: string;
+  wave_index: number;
+  state: string;
+  /** Index of the next operation (install each package, then activate each). */
+  progress: number;
+  step_id: string | null;
+  /** JSON {component: version active before} */
+  before: string;
+  /** JSON [component] activated by this deployment (what a rollback puts back) */
+  activated: string;
+  message: string | null;
+  updated_at: string;
+}
+
 export interface Tables {
   users: UsersTable;
   api_tokens: ApiTokensTable;
@@ -450,4 +508,7 @@ export interface Tables {
   bookings: BookingsTable;
   subscriptions: SubscriptionsTable;
   notifications: NotificationsTable;
+  deployments: DeploymentsTable;
+  deployment_waves: DeploymentWavesTable;
+  deployment_targets: DeploymentTargetsTable;
 }

@@ -30,6 +30,7 @@ export const STATUS_OF: Record<ErrorCode, number> = {
   RANGE_NOT_SATISFIABLE: 416,
   DML_NO_SPACE: 507,
   ILLEGAL_TRANSITION: 409,
+  GATE_REFUSED: 409,
 };
 
 export interface MappedError {

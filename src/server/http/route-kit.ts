@@ -32,6 +32,8 @@ export interface RouteInfo {
 declare module 'fastify' {
   interface FastifyInstance {
     routeTable: readonly RouteInfo[];
+    /** The deployment engine driving this server's deployments. */
+    engine: import('../deployments/engine.ts').DeploymentEngine;
   }
   interface FastifyContextConfig {
     /** The one permission this route needs. Routes without one are refused at start. */

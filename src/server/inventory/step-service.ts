@@ -9,7 +9,7 @@ import { GantryError } from '../../core/errors.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import type { StepsTable } from '../db/schema.ts';
 import { newSortableId } from '../ids.ts';
-import { inTransaction, type TransactionDeps } from '../unit-of-work.ts';
+import { inTransaction, type TransactionDeps, type UnitOfWork } from '../unit-of-work.ts';
 import type { AgentIdentity } from './enrollment-service.ts';
 import type { InventoryService } from './inventory-service.ts';
 import { activeVersion } from './ledger-service.ts';
@@ -127,6 +127,60 @@ export class StepService {
     return step;
   }
 
+  /**
+   * Queues a step inside the caller's transaction (the deployment engine's); the caller calls
+   * `wake(targetId)` after the commit so the agent's long-poll answers at once.
+   */
+  async enqueue(
+    uow: UnitOfWork,
+    input: {
+      targetId: string;
+      targetName: string;
+      kind: StepKind;
+      component: string;
+      version: string | null;
+      digest: string | null;
+      size: number | null;
+      requestedBy: string;
+      reference: string;
+    },
+  ): Promise<string> {
+    const row: StepsTable = {
+      id: newSortableId(),
+      target_id: input.targetId,
+      kind: input.kind,
+      component: input.component,
+      version: input.version,
+      digest: input.digest,
+      size: input.size,
+      state: 'queued',
+      message: null,
+      requested_by: input.requestedBy,
+      created_at: uow.now.toISOString(),
+      updated_at: uow.now.toISOString(),
+    };
+    await uow.db.insertInto('steps').values(row).execute();
+    await uow.audit({
+      action: 'step.queued',
+      subject: `step:${row.id}`,
+      details: {
+        target: input.targetName,
+        kind: input.kind,
+        component: input.component,
+        version: input.version,
+        for: input.reference,
+      },
+    });
+    return row.id;
+  }
+
+  wake(targetId: string): void {
+    this.queued.emit(targetId);
+  }
+
+  /** Told after every step result is recorded (the deployment engine listens). */
+  onSettled: ((stepId: string) => void) | undefined;
+
   async list(by: Principal, targetRef: string): Promise<Step[]> {
     const target = await this.inventory.target(by, targetRef);
     const rows = await this.deps.database.db
@@ -181,6 +235,20 @@ export class StepService {
 
   /** Records a step's outcome, once; when it changed what is active, the ledger says so. */
   async report(
+    agent: AgentIdentity,
+    stepId: string,
+    input: {
+      outcome: 'succeeded' | 'failed';
+      message?: string | undefined;
+      active?: { component: string; version: string } | undefined;
+    },
+  ): Promise<Step> {
+    const settled = await this.record(agent, stepId, input);
+    this.onSettled?.(stepId);
+    return settled;
+  }
+
+  private async record(
     agent: AgentIdentity,
     stepId: string,
     input: {

@@ -1,0 +1,149 @@
+/**
+ * The deployment reconciler's brain: from a snapshot of one deployment's durable state and the
+ * time, the one next thing to do. The shell applies it in one transaction with its audit entry and
+ * asks again; killed at any point, it asks again after a restart and gets the same answer.
+ */
+
+export const DEPLOYMENT_STATES = [
+  'scheduled',
+  'running',
+  'paused',
+  'rolling_back',
+  'succeeded',
+  'failed',
+  'rolled_back',
+  'aborted',
+  'frozen',
+] as const;
+export type DeploymentState = (typeof DEPLOYMENT_STATES)[number];
+
+/** States in which a deployment holds its targets: no other deployment may touch them. */
+export const ACTIVE_DEPLOYMENT_STATES: readonly DeploymentState[] = [
+  'scheduled',
+  'running',
+  'paused',
+  'rolling_back',
+];
+export const FINAL_DEPLOYMENT_STATES: readonly DeploymentState[] = [
+  'succeeded',
+  'failed',
+  'rolled_back',
+  'aborted',
+  'frozen',
+];
+
+export type WaveState = 'pending' | 'running' | 'baking' | 'awaiting_approval' | 'succeeded';
+export type TargetState =
+  | 'pending'
+  | 'installing'
+  | 'activating'
+  | 'succeeded'
+  | 'failed'
+  | 'rolling_back'
+  | 'rolled_back'
+  | 'rollback_failed';
+
+export type OnFailure = 'rollback' | 'pause' | 'freeze';
+
+export interface HaltRule {
+  /** Halt when more than this share of the deployment's targets failed. */
+  maxFailedPercent: number;
+  /** Halt when more than this many targets of a canary wave failed. */
+  canaryMaxFailures: number;
+}
+
+export const DEFAULT_HALT_RULE: HaltRule = { maxFailedPercent: 10, canaryMaxFailures: 0 };
+
+export interface Snapshot {
+  state: DeploymentState;
+  scheduledFor: Date | null;
+  haltRule: HaltRule;
+  waves: ReadonlyArray<{
+    index: number;
+    state: WaveState;
+    gate: 'auto' | 'manual';
+    canary: boolean;
+    bakeSeconds: number;
+    bakeUntil: Date | null;
+    approved: boolean;
+  }>;
+  targets: ReadonlyArray<{ id: string; wave: number; state: TargetState }>;
+  now: Date;
+}
+
+export type Decision =
+  | { kind: 'wait' }
+  | { kind: 'start' }
+  | { kind: 'halt'; reason: string }
+  | { kind: 'start_wave'; wave: number }
+  | { kind: 'bake_wave'; wave: number; bakeUntil: Date }
+  | { kind: 'await_approval'; wave: number }
+  | { kind: 'finish_wave'; wave: number }
+  | { kind: 'complete' }
+  | { kind: 'roll_back_targets'; targets: string[] }
+  | { kind: 'finish_rollback'; ok: boolean };
+
+const DONE: readonly TargetState[] = ['succeeded', 'failed'];
+
+export function decide(s: Snapshot): Decision {
+  if (s.state === 'scheduled')
+    return s.scheduledFor === null || s.now.getTime() >= s.scheduledFor.getTime()
+      ? { kind: 'start' }
+      : { kind: 'wait' };
+
+  if (s.state === 'rolling_back') {
+    // Every target this deployment changed goes back; a target that failed was put back by its agent.
+    const toRollBack = s.targets.filter((t) => t.state === 'succeeded').map((t) => t.id);
+    if (toRollBack.length > 0) return { kind: 'roll_back_targets', targets: toRollBack };
+    if (
+      s.targets.some(
+        (t) => t.state === 'rolling_back' || t.state === 'installing' || t.state === 'activating',
+      )
+    )
+      return { kind: 'wait' };
+    return { kind: 'finish_rollback', ok: !s.targets.some((t) => t.state === 'rollback_failed') };
+  }
+
+  if (s.state !== 'running') return { kind: 'wait' };
+
+  const halt = haltReason(s);
+  if (halt) return { kind: 'halt', reason: halt };
+
+  const current = s.waves.find((w) => w.state !== 'succeeded');
+  if (!current) return { kind: 'complete' };
+  const mine = s.targets.filter((t) => t.wave === current.index);
+  switch (current.state) {
+    case 'pending':
+      return { kind: 'start_wave', wave: current.index };
+    case 'running':
+      if (!mine.every((t) => DONE.includes(t.state))) return { kind: 'wait' };
+      return {
+        kind: 'bake_wave',
+        wave: current.index,
+        bakeUntil: new Date(s.now.getTime() + current.bakeSeconds * 1000),
+      };
+    case 'baking':
+      if (current.bakeUntil !== null && s.now.getTime() < current.bakeUntil.getTime())
+        return { kind: 'wait' };
+      return current.gate === 'manual' && !current.approved
+        ? { kind: 'await_approval', wave: current.index }
+        : { kind: 'finish_wave', wave: current.index };
+    case 'awaiting_approval':
+      return current.approved ? { kind: 'finish_wave', wave: current.index } : { kind: 'wait' };
+  }
+  return { kind: 'wait' };
+}
+
+/** Why the halt rule stops the deployment now, or null. */
+export function haltReason(s: Pick<Snapshot, 'haltRule' | 'waves' | 'targets'>): string | null {
+  for (const w of s.waves.filter((x) => x.canary)) {
+    const failed = s.targets.filter((t) => t.wave === w.index && t.state === 'failed').length;
+    if (failed > s.haltRule.canaryMaxFailures)
+      return `${failed} canary target(s) failed (the rule allows ${s.haltRule.canaryMaxFailures})`;
+  }
+  const total = s.targets.length;
+  const failed = s.targets.filter((t) => t.state === 'failed').length;
+  if (total > 0 && (failed * 100) / total > s.haltRule.maxFailedPercent)
+    return `${failed} of ${total} target(s) failed (${Math.round((failed * 1000) / total) / 10}%, the rule allows ${s.haltRule.maxFailedPercent}%)`;
+  return null;
+}

@@ -1,0 +1,148 @@
+/**
+ * Deployment strategies: each is a pure function from the targets, the release's components and
+ * the options to a plan — ordered waves, each naming its targets, its bake time and its gate. The
+ * plan is stored before anything runs, so what was planned and what happened sit side by side.
+ */
+import type { Labels } from './inventory.ts';
+
+export const STRATEGIES = ['big-bang', 'phased', 'rolling', 'canary', 'blue-green'] as const;
+export type Strategy = (typeof STRATEGIES)[number];
+
+export interface PlanTarget {
+  id: string;
+  name: string;
+  labels: Labels;
+}
+
+export interface WaveSpec {
+  /** How many targets: a count, or a percentage of all targets, or all that match a selector. */
+  count?: number | undefined;
+  percent?: number | undefined;
+  selector?: Labels | undefined;
+  bakeSeconds?: number | undefined;
+  /** `manual`: a person approves before the next wave starts. */
+  gate?: 'auto' | 'manual' | undefined;
+}
+
+export interface StrategyOptions {
+  /** phased */
+  waves?: WaveSpec[] | undefined;
+  /** rolling */
+  batchSize?: number | undefined;
+  maxUnavailable?: number | undefined;
+  /** canary: the first wave, as a count or percentage (default 10%) */
+  canaryCount?: number | undefined;
+  canaryPercent?: number | undefined;
+  /** canary: how many waves the rest goes out in (default 1) */
+  rest?: number | undefined;
+  /** bake time after each wave unless a wave says otherwise */
+  bakeSeconds?: number | undefined;
+}
+
+export interface PlannedWave {
+  index: number;
+  name: string;
+  targets: PlanTarget[];
+  bakeSeconds: number;
+  gate: 'auto' | 'manual';
+  canary: boolean;
+}
+
+export type PlanResult = { ok: PlannedWave[] } | { problem: string };
+
+const byName = (a: PlanTarget, b: PlanTarget) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+const matches = (labels: Labels, selector: Labels) =>
+  Object.entries(selector).every(([k, v]) => labels[k] === v);
+
+export function plan(
+  strategy: Strategy,
+  targets: readonly PlanTarget[],
+  options: StrategyOptions = {},
+): PlanResult {
+  if (targets.length === 0) return { problem: 'no targets to deploy to' };
+  const all = [...targets].sort(byName);
+  const bake = options.bakeSeconds ?? 0;
+  switch (strategy) {
+    case 'big-bang':
+      return {
+        ok: [{ index: 0, name: 'all', targets: all, bakeSeconds: bake, gate: 'auto', canary: false }],
+      };
+    case 'rolling': {
+      const batch = Math.min(options.batchSize ?? 1, options.maxUnavailable ?? Number.POSITIVE_INFINITY);
+      if (!Number.isInteger(batch) || batch < 1)
+        return { problem: 'rolling needs a batch size (and maxUnavailable) of at least 1' };
+      return { ok: chunk(all, batch).map((t, i) => wave(i, `batch ${i + 1}`, t, bake, 'auto', false)) };
+    }
+    case 'canary': {
+      const first = options.canaryCount ?? Math.ceil((all.length * (options.canaryPercent ?? 10)) / 100);
+      if (first < 1 || first >= all.length)
+        return {
+          problem: `a canary needs at least one target in its first wave and one after it (${all.length} target(s))`,
+        };
+      const rest = all.slice(first);
+      const parts = Math.max(1, Math.min(options.rest ?? 1, rest.length));
+      const size = Math.ceil(rest.length / parts);
+      return {
+        ok: [
+          wave(0, 'canary', all.slice(0, first), bake, 'auto', true),
+          ...chunk(rest, size).map((t, i) =>
+            wave(i + 1, parts === 1 ? 'rest' : `rest ${i + 1}`, t, bake, 'auto', false),
+          ),
+        ],
+      };
+    }
+    case 'phased': {
+      const specs = options.waves ?? [];
+      if (specs.length === 0)
+        return { problem: 'phased needs at least one wave (count, percent or selector)' };
+      let left = all;
+      const waves: PlannedWave[] = [];
+      for (const [i, spec] of specs.entries()) {
+        const kinds = [spec.count, spec.percent, spec.selector].filter((x) => x !== undefined).length;
+        if (kinds !== 1)
+          return { problem: `wave ${i + 1} must give exactly one of count, percent or selector` };
+        let taken: PlanTarget[];
+        if (spec.selector) taken = left.filter((t) => matches(t.labels, spec.selector as Labels));
+        else {
+          const n = spec.count ?? Math.ceil((all.length * (spec.percent ?? 0)) / 100);
+          taken = left.slice(0, n);
+        }
+        if (taken.length === 0) continue; // a wave with nothing left to take is left out of the plan
+        left = left.filter((t) => !taken.includes(t));
+        waves.push(
+          wave(
+            waves.length,
+            `wave ${waves.length + 1}`,
+            taken,
+            spec.bakeSeconds ?? bake,
+            spec.gate ?? 'auto',
+            false,
+          ),
+        );
+      }
+      if (left.length > 0) waves.push(wave(waves.length, 'rest', left, bake, 'auto', false));
+      return { ok: waves };
+    }
+    case 'blue-green':
+      return {
+        problem: 'blue-green deployments are not available yet; use phased, rolling, canary or big-bang',
+      };
+  }
+}
+
+function wave(
+  index: number,
+  name: string,
+  targets: PlanTarget[],
+  bakeSeconds: number,
+  gate: 'auto' | 'manual',
+  canary: boolean,
+): PlannedWave {
+  return { index, name, targets, bakeSeconds, gate, canary };
+}
+
+function chunk<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}

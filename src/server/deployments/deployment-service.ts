@@ -1,0 +1,555 @@
+/**
+ * Deployments: a release moved to the targets of one environment by a strategy. Creating one
+ * checks every gate, plans the waves (a pure strategy function), and stores the plan before
+ * anything runs; the engine (`engine.ts`) then drives it. People act on it: pause, resume, abort,
+ * approve the next wave, retry failed targets, roll back — each one audited.
+ */
+import type { Kysely } from 'kysely';
+import { type ChangeState, transition } from '../../core/changes.ts';
+import {
+  ACTIVE_DEPLOYMENT_STATES,
+  DEFAULT_HALT_RULE,
+  type DeploymentState,
+  FINAL_DEPLOYMENT_STATES,
+  type HaltRule,
+  type OnFailure,
+} from '../../core/deployments.ts';
+import { GantryError } from '../../core/errors.ts';
+import { type Labels, standardsProblems } from '../../core/inventory.ts';
+import { plan, type Strategy, type StrategyOptions } from '../../core/strategies.ts';
+import { actorOf, type Principal } from '../auth/principal.ts';
+import type { ChangeService } from '../changes/change-service.ts';
+import { findChange, instantsOf } from '../changes/change-service.ts';
+import type { DeploymentsTable, Tables } from '../db/schema.ts';
+import { newSortableId } from '../ids.ts';
+import { supplierScope } from '../inventory/inventory-service.ts';
+import { activeVersion } from '../inventory/ledger-service.ts';
+import type { ReleaseService } from '../releases/release-service.ts';
+import { environmentByName } from '../releases/release-service.ts';
+import { inTransaction, type TransactionDeps, type UnitOfWork } from '../unit-of-work.ts';
+
+export interface DeploymentServiceDeps extends TransactionDeps {
+  changes: ChangeService;
+  releases: ReleaseService;
+  /** Told when a deployment needs the engine's attention now. */
+  kick: (deploymentId: string) => void;
+}
+
+export interface CreateDeployment {
+  release: string;
+  environment: string;
+  change?: string | undefined;
+  strategy: Strategy;
+  options?: StrategyOptions | undefined;
+  haltRule?: Partial<HaltRule> | undefined;
+  onFailure?: OnFailure | undefined;
+  /** `window`: wait for the change's next window to open instead of starting now. */
+  start?: 'now' | 'window' | undefined;
+}
+
+export type DeploymentAction = 'pause' | 'resume' | 'abort' | 'approve-wave' | 'retry-failed' | 'rollback';
+
+export interface DeploymentView {
+  id: string;
+  number: string;
+  release: { id: string; name: string; version: string };
+  environment: string;
+  change: string | null;
+  strategy: string;
+  options: StrategyOptions;
+  haltRule: HaltRule;
+  onFailure: OnFailure;
+  state: DeploymentState;
+  reason: string | null;
+  scheduledFor: string | null;
+  excluded: Array<{ target: string; reason: string }>;
+  createdBy: string;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  waves: Array<{
+    index: number;
+    name: string;
+    gate: string;
+    canary: boolean;
+    bakeSeconds: number;
+    state: string;
+    bakeUntil: string | null;
+    approvedBy: string | null;
+    startedAt: string | null;
+    finishedAt: string | null;
+    targets: Array<{
+      name: string;
+      state: string;
+      message: string | null;
+      before: Record<string, string | null>;
+    }>;
+  }>;
+  counts: Record<string, number>;
+}
+
+export class DeploymentService {
+  constructor(private readonly deps: DeploymentServiceDeps) {}
+
+  async create(by: Principal, input: CreateDeployment): Promise<DeploymentView> {
+    const db = this.deps.database.db;
+    const verdict = await this.deps.changes.checkGate(by, {
+      release: input.release,
+      environment: input.environment,
+      change: input.change,
+      strategy: input.strategy,
+    });
+    let scheduledFor: string | null = null;
+    if (input.start === 'window') {
+      if (!input.change)
+        throw new GantryError(
+          'VALIDATION',
+          'Only a deployment under a change can wait for its window (--change).',
+          [{ path: '/start', message: 'needs a change' }],
+        );
+      const now = this.deps.clock.now().getTime();
+      const next = instantsOf(await findChange(db, input.change, supplierScope(by)))
+        .filter((w) => w.start.getTime() > now)
+        .sort((a, b) => a.start.getTime() - b.start.getTime())[0];
+      if (!next)
+        throw new GantryError(
+          'CONFLICT',
+          `Change ${input.change} has no window that starts later; start now or add a window.`,
+        );
+      scheduledFor = next.start.toISOString();
+    }
+    const blocking = verdict.reasons.filter((r) => !(scheduledFor !== null && r.code === 'outside_window'));
+    if (blocking.length > 0)
+      throw new GantryError(
+        'GATE_REFUSED',
+        `The deployment may not run: ${blocking.map((r) => r.message).join('; ')}.`,
+        { reasons: blocking, notes: verdict.notes },
+      );
+
+    const release = await this.deps.releases.get(input.release);
+    const env = await environmentByName(db, input.environment);
+    const packages = await packagesOf(db, release.components);
+    if (packages.length === 0)
+      throw new GantryError(
+        'VALIDATION',
+        `Release ${release.name}@${release.version} has no package to install on targets.`,
+      );
+    const changeRow = input.change ? await findChange(db, input.change, supplierScope(by)) : null;
+    const selector = changeRow ? (JSON.parse(changeRow.target_selector) as Labels) : {};
+    const standards = JSON.parse(env.standards) as Record<string, unknown>;
+    const candidates = (
+      await db
+        .selectFrom('targets')
+        .selectAll()
+        .where('environment_id', '=', env.id)
+        .where('retired_at', 'is', null)
+        .orderBy('name')
+        .execute()
+    ).filter((t) => Object.entries(selector).every(([k, v]) => (JSON.parse(t.labels) as Labels)[k] === v));
+    const excluded: Array<{ target: string; reason: string }> = [];
+    const eligible = candidates.filter((t) => {
+      const problems = standardsProblems(standards, JSON.parse(t.facts));
+      if (problems.length > 0)
+        excluded.push({ target: t.name, reason: `platform standards: ${problems.join('; ')}` });
+      return problems.length === 0;
+    });
+    const planned = plan(
+      input.strategy,
+      eligible.map((t) => ({ id: t.id, name: t.name, labels: JSON.parse(t.labels) as Labels })),
+      input.options ?? {},
+    );
+    if ('problem' in planned)
+      throw new GantryError(
+        'VALIDATION',
+        `Cannot plan a ${input.strategy} deployment to ${env.name}: ${planned.problem}${excluded.length ? ` (${excluded.length} target(s) left out for platform standards)` : ''}.`,
+        { excluded },
+      );
+    const haltRule = { ...DEFAULT_HALT_RULE, ...(input.haltRule ?? {}) };
+
+    const id = await inTransaction(this.deps, actorOf(by), async (uow) => {
+      const targetIds = planned.ok.flatMap((w) => w.targets.map((t) => t.id));
+      const busy = await uow.db
+        .selectFrom('deployment_targets as dt')
+        .innerJoin('deployments as d', 'd.id', 'dt.deployment_id')
+        .select(['d.number', 'dt.target_name'])
+        .where('d.state', 'in', [...ACTIVE_DEPLOYMENT_STATES])
+        .where('dt.target_id', 'in', targetIds)
+        .execute();
+      if (busy.length > 0)
+        throw new GantryError(
+          'CONFLICT',
+          `DEP-${busy[0]?.number} is still working on ${[...new Set(busy.map((b) => b.target_name))].slice(0, 5).join(', ')}; one deployment at a time per target.`,
+          { deployments: [...new Set(busy.map((b) => `DEP-${b.number}`))] },
+        );
+      if (changeRow) {
+        // Re-read inside the transaction: the change may have moved since the gate was checked.
+        const fresh = await findChange(uow.db, changeRow.id, undefined);
+        if (!['approved', 'scheduled', 'implementing'].includes(fresh.state))
+          throw new GantryError('GATE_REFUSED', `Change CHG-${fresh.number} is ${fresh.state} now.`, {
+            reasons: [{ code: 'not_approved', message: `CHG-${fresh.number} is ${fresh.state}` }],
+          });
+        const action =
+          scheduledFor && fresh.state === 'approved' ? 'schedule' : scheduledFor ? null : 'start';
+        if (action && fresh.state !== 'implementing')
+          await changeTransition(
+            uow,
+            fresh.id,
+            action,
+            `for a deployment of ${release.name}@${release.version}`,
+          );
+      }
+      const last = await uow.db
+        .selectFrom('deployments')
+        .select((eb) => eb.fn.max('number').as('n'))
+        .executeTakeFirst();
+      const now = uow.now.toISOString();
+      const row: DeploymentsTable = {
+        id: newSortableId(),
+        number: Math.max(100, Number(last?.n ?? 0)) + 1,
+        release_id: release.id,
+        environment_id: env.id,
+        change_id: changeRow?.id ?? null,
+        strategy: input.strategy,
+        options: JSON.stringify(input.options ?? {}),
+        halt_rule: JSON.stringify(haltRule),
+        on_failure: input.onFailure ?? 'rollback',
+        state: scheduledFor ? 'scheduled' : 'running',
+        reason: null,
+        scheduled_for: scheduledFor,
+        excluded: JSON.stringify(excluded),
+        created_by: actorOf(by).actor,
+        created_by_id: by.user.id,
+        created_at: now,
+        updated_at: now,
+        started_at: scheduledFor ? null : now,
+        finished_at: null,
+        lease_owner: null,
+        lease_until: null,
+        fencing: 0,
+      };
+      await uow.db.insertInto('deployments').values(row).execute();
+      for (const w of planned.ok) {
+        await uow.db
+          .insertInto('deployment_waves')
+          .values({
+            deployment_id: row.id,
+            wave_index: w.index,
+            name: w.name,
+            gate: w.gate,
+            canary: w.canary ? 1 : 0,
+            bake_seconds: w.bakeSeconds,
+            state: 'pending',
+            bake_until: null,
+            approved_by: null,
+            started_at: null,
+            finished_at: null,
+          })
+          .execute();
+        for (const t of w.targets) {
+          const before: Record<string, string | null> = {};
+          for (const p of packages) before[p.component] = await activeVersion(uow.db, t.id, p.component);
+          await uow.db
+            .insertInto('deployment_targets')
+            .values({
+              deployment_id: row.id,
+              target_id: t.id,
+              target_name: t.name,
+              wave_index: w.index,
+              state: 'pending',
+              progress: 0,
+              step_id: null,
+              before: JSON.stringify(before),
+              activated: '[]',
+              message: null,
+              updated_at: now,
+            })
+            .execute();
+        }
+      }
+      await uow.audit({
+        action: 'deployment.created',
+        subject: `deployment:${row.id}`,
+        details: {
+          number: `DEP-${row.number}`,
+          release: `${release.name}@${release.version}`,
+          environment: env.name,
+          change: changeRow ? `CHG-${changeRow.number}` : null,
+          strategy: input.strategy,
+          waves: planned.ok.map((w) => ({ name: w.name, targets: w.targets.map((t) => t.name) })),
+          excluded,
+          scheduledFor,
+          gateNotes: verdict.notes,
+        },
+      });
+      return row.id;
+    });
+    this.deps.kick(id);
+    return this.get(by, id);
+  }
+
+  async list(filter: { state?: string | undefined; environment?: string | undefined }) {
+    const db = this.deps.database.db;
+    let query = db
+      .selectFrom('deployments as d')
+      .innerJoin('environments as e', 'e.id', 'd.environment_id')
+      .select('d.id');
+    if (filter.state) query = query.where('d.state', '=', filter.state);
+    if (filter.environment) query = query.where('e.name', '=', filter.environment);
+    const rows = await query.orderBy('d.number', 'desc').limit(200).execute();
+    return Promise.all(rows.map((r) => this.view(db, r.id)));
+  }
+
+  async get(
+    _by: Principal,
+    ref: string,
+    db: Kysely<Tables> = this.deps.database.db,
+  ): Promise<DeploymentView> {
+    return this.view(db, (await findDeployment(db, ref)).id);
+  }
+
+  async act(
+    by: Principal,
+    ref: string,
+    action: DeploymentAction,
+    reason: string | undefined,
+  ): Promise<DeploymentView> {
+    const id = await inTransaction(this.deps, actorOf(by), async (uow) => {
+      const d = await findDeployment(uow.db, ref);
+      const state = d.state as DeploymentState;
+      const refuse = (why: string) =>
+        new GantryError('ILLEGAL_TRANSITION', `DEP-${d.number} is ${state}: ${why}.`, { state });
+      const now = uow.now.toISOString();
+      let next: DeploymentState = state;
+      let newReason = d.reason;
+      switch (action) {
+        case 'pause':
+          if (state !== 'running' && state !== 'scheduled')
+            throw refuse('only a running or scheduled deployment can be paused');
+          next = 'paused';
+          newReason = `paused by ${actorOf(by).actor}${reason ? `: ${reason}` : ''}`;
+          break;
+        case 'resume':
+          if (state !== 'paused') throw refuse('only a paused deployment can be resumed');
+          next = d.started_at ? 'running' : 'scheduled';
+          newReason = null;
+          break;
+        case 'abort':
+          if (FINAL_DEPLOYMENT_STATES.includes(state)) throw refuse('it has already ended');
+          next = 'aborted';
+          newReason = `aborted by ${actorOf(by).actor}${reason ? `: ${reason}` : ''}`;
+          break;
+        case 'rollback':
+          if (state === 'rolling_back' || state === 'rolled_back' || state === 'aborted')
+            throw refuse('there is nothing to roll back');
+          next = 'rolling_back';
+          newReason = `rollback requested by ${actorOf(by).actor}${reason ? `: ${reason}` : ''}`;
+          break;
+        case 'approve-wave': {
+          const wave = await uow.db
+            .selectFrom('deployment_waves')
+            .selectAll()
+            .where('deployment_id', '=', d.id)
+            .where('state', '!=', 'succeeded')
+            .orderBy('wave_index')
+            .executeTakeFirst();
+          if (!wave || wave.gate !== 'manual' || wave.approved_by)
+            throw refuse('no wave is waiting for approval');
+          await uow.db
+            .updateTable('deployment_waves')
+            .set({ approved_by: actorOf(by).actor })
+            .where('deployment_id', '=', d.id)
+            .where('wave_index', '=', wave.wave_index)
+            .execute();
+          newReason = d.reason;
+          break;
+        }
+        case 'retry-failed': {
+          if (state !== 'running' && state !== 'paused')
+            throw refuse('only a running or paused deployment can retry targets');
+          const failed = await uow.db
+            .selectFrom('deployment_targets')
+            .select('target_id')
+            .where('deployment_id', '=', d.id)
+            .where('state', '=', 'failed')
+            .execute();
+          if (failed.length === 0) throw refuse('no target has failed');
+          await uow.db
+            .updateTable('deployment_targets')
+            .set({ state: 'retry', progress: 0, step_id: null, message: null, updated_at: now })
+            .where('deployment_id', '=', d.id)
+            .where('state', '=', 'failed')
+            .execute();
+          next = 'running';
+          newReason = null;
+          break;
+        }
+      }
+      await uow.db
+        .updateTable('deployments')
+        .set({
+          state: next,
+          reason: newReason,
+          updated_at: now,
+          ...(FINAL_DEPLOYMENT_STATES.includes(next) ? { finished_at: now } : {}),
+        })
+        .where('id', '=', d.id)
+        .execute();
+      await uow.audit({
+        action: `deployment.${action.replace('-', '_')}`,
+        subject: `deployment:${d.id}`,
+        details: { number: `DEP-${d.number}`, from: state, to: next, reason: reason ?? null },
+      });
+      return d.id;
+    });
+    this.deps.kick(id);
+    return this.view(this.deps.database.db, id);
+  }
+
+  async view(db: Kysely<Tables>, id: string): Promise<DeploymentView> {
+    const d = await db.selectFrom('deployments').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+    const [release, env, change, waves, targets] = await Promise.all([
+      db
+        .selectFrom('releases')
+        .select(['id', 'name', 'version'])
+        .where('id', '=', d.release_id)
+        .executeTakeFirstOrThrow(),
+      db
+        .selectFrom('environments')
+        .select('name')
+        .where('id', '=', d.environment_id)
+        .executeTakeFirstOrThrow(),
+      d.change_id
+        ? db.selectFrom('changes').select('number').where('id', '=', d.change_id).executeTakeFirst()
+        : undefined,
+      db
+        .selectFrom('deployment_waves')
+        .selectAll()
+        .where('deployment_id', '=', id)
+        .orderBy('wave_index')
+        .execute(),
+      db
+        .selectFrom('deployment_targets')
+        .selectAll()
+        .where('deployment_id', '=', id)
+        .orderBy('target_name')
+        .execute(),
+    ]);
+    const counts: Record<string, number> = {};
+    for (const t of targets) counts[t.state] = (counts[t.state] ?? 0) + 1;
+    return {
+      id: d.id,
+      number: `DEP-${d.number}`,
+      release,
+      environment: env.name,
+      change: change ? `CHG-${change.number}` : null,
+      strategy: d.strategy,
+      options: JSON.parse(d.options) as StrategyOptions,
+      haltRule: JSON.parse(d.halt_rule) as HaltRule,
+      onFailure: d.on_failure as OnFailure,
+      state: d.state as DeploymentState,
+      reason: d.reason,
+      scheduledFor: d.scheduled_for,
+      excluded: JSON.parse(d.excluded) as Array<{ target: string; reason: string }>,
+      createdBy: d.created_by,
+      createdAt: d.created_at,
+      startedAt: d.started_at,
+      finishedAt: d.finished_at,
+      waves: waves.map((w) => ({
+        index: w.wave_index,
+        name: w.name,
+        gate: w.gate,
+        canary: w.canary === 1,
+        bakeSeconds: w.bake_seconds,
+        state: w.state,
+        bakeUntil: w.bake_until,
+        approvedBy: w.approved_by,
+        startedAt: w.started_at,
+        finishedAt: w.finished_at,
+        targets: targets
+          .filter((t) => t.wave_index === w.wave_index)
+          .map((t) => ({
+            name: t.target_name,
+            state: t.state,
+            message: t.message,
+            before: JSON.parse(t.before) as Record<string, string | null>,
+          })),
+      })),
+      counts,
+    };
+  }
+}
+
+export async function findDeployment(db: Kysely<Tables>, ref: string): Promise<DeploymentsTable> {
+  const number = /^(?:DEP-)?(\d{1,9})$/i.exec(ref)?.[1];
+  const query = db.selectFrom('deployments').selectAll();
+  const row = await (number !== undefined
+    ? query.where('number', '=', Number(number))
+    : query.where('id', '=', ref)
+  ).executeTakeFirst();
+  if (!row)
+    throw new GantryError('NOT_FOUND', `No deployment '${ref}'. See \`gantry deployments list\`.`, { ref });
+  return row;
+}
+
+/** The release's packages with what an agent needs to fetch each (digest as hex, size). */
+export async function packagesOf(
+  db: Kysely<Tables>,
+  components: ReadonlyArray<{ component: string; version: string; digest: string }>,
+) {
+  const out: Array<{ component: string; version: string; digest: string; size: number }> = [];
+  for (const c of components) {
+    const a = await db
+      .selectFrom('artifacts')
+      .select(['kind', 'size'])
+      .where('component', '=', c.component)
+      .where('digest', '=', c.digest.replace(/^sha256:/, ''))
+      .executeTakeFirst();
+    if (a?.kind === 'package')
+      out.push({
+        component: c.component,
+        version: c.version,
+        digest: c.digest.replace(/^sha256:/, ''),
+        size: Number(a.size),
+      });
+  }
+  return out;
+}
+
+/** Moves a change by one action as part of a deployment, with its history and audit entry. */
+export async function changeTransition(
+  uow: UnitOfWork,
+  changeId: string,
+  action: 'schedule' | 'start' | 'complete' | 'back-out' | 'fail',
+  reason: string,
+): Promise<void> {
+  const row = await uow.db
+    .selectFrom('changes')
+    .selectAll()
+    .where('id', '=', changeId)
+    .executeTakeFirstOrThrow();
+  const moved = transition(row.state as ChangeState, action);
+  if (!moved.ok) return; // someone moved it already (e.g. cancelled, or a second deployment)
+  await uow.db
+    .updateTable('changes')
+    .set({ state: moved.to, revision: row.revision + 1, updated_at: uow.now.toISOString() })
+    .where('id', '=', changeId)
+    .execute();
+  await uow.db
+    .insertInto('change_history')
+    .values({
+      id: newSortableId(),
+      change_id: changeId,
+      at: uow.now.toISOString(),
+      actor: 'gantry:deployments',
+      action,
+      from_state: row.state,
+      to_state: moved.to,
+      reason,
+    })
+    .execute();
+  await uow.audit({
+    action: `change.${{ schedule: 'scheduled', start: 'started', complete: 'completed', 'back-out': 'backed_out', fail: 'failed' }[action]}`,
+    subject: `change:${changeId}`,
+    details: { number: `CHG-${row.number}`, from: row.state, to: moved.to, reason },
+  });
+}

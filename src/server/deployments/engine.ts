@@ -1,0 +1,662 @@
+/**
+ * The deployment engine: a reconciler that drives every active deployment from durable state.
+ * Each pass reads one deployment, brings its targets up to date with their agents' step results,
+ * asks the pure `decide` for the next transition and writes it — in one transaction with its audit
+ * entry — then asks again until there is nothing to do. Killed at any point, it resumes after a
+ * restart from what was committed; a step is queued in the same transaction that records it, so
+ * none is queued twice.
+ *
+ * Several replicas may share one PostgreSQL: a deployment is driven by the replica holding its
+ * lease. Taking an expired lease raises the deployment's fencing number, and every pass checks,
+ * under the audit-chain lock every write transaction holds, that the number is still its own — so
+ * a paused old holder that wakes up cannot write.
+ */
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import {
+  type Decision,
+  decide,
+  type HaltRule,
+  type OnFailure,
+  type Snapshot,
+  type TargetState,
+} from '../../core/deployments.ts';
+import type { ChangeService } from '../changes/change-service.ts';
+import type { Clock } from '../clock.ts';
+import type { Database } from '../db/database.ts';
+import type { DeploymentsTable } from '../db/schema.ts';
+import { EventLog } from '../events/event-log.ts';
+import { newSortableId } from '../ids.ts';
+import { activeVersion } from '../inventory/ledger-service.ts';
+import type { StepService } from '../inventory/step-service.ts';
+import { inTransaction, type UnitOfWork } from '../unit-of-work.ts';
+import { UserStore } from '../users/user-store.ts';
+import { changeTransition, packagesOf } from './deployment-service.ts';
+
+export interface EngineDeps {
+  database: Database;
+  clock: Clock;
+  auditSink?: import('../audit/audit-sink.ts').AuditSink | undefined;
+  steps: StepService;
+  changes: ChangeService;
+  /** How long a lease lasts; a replica renews it on every pass. */
+  leaseMs?: number | undefined;
+  /** How often every active deployment is looked at, whatever happened. */
+  intervalMs?: number | undefined;
+  failpoints?: import('../../support/failpoints.ts').Failpoints | undefined;
+}
+
+class LeaseLost extends Error {}
+
+const ACTIVE = ['scheduled', 'running', 'paused', 'rolling_back'];
+const IN_FLIGHT: readonly string[] = ['installing', 'activating', 'rolling_back', 'retry'];
+
+export class DeploymentEngine {
+  readonly owner = `replica-${randomUUID().slice(0, 8)}`;
+  /** Emits the deployment id whenever one changed (the live progress stream listens). */
+  readonly changed = new EventEmitter();
+  private readonly fencing = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+
+  constructor(private readonly deps: EngineDeps) {
+    this.changed.setMaxListeners(0);
+  }
+
+  start(): void {
+    this.timer = setInterval(() => this.kick(), this.deps.intervalMs ?? 1000);
+    this.timer.unref();
+    this.kick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** Runs a pass soon; passes never overlap, and a kick during one runs another after it. */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.passes().finally(() => {
+      this.running = undefined;
+    });
+  }
+
+  /** One pass over every active deployment (tests call it directly). */
+  async tick(): Promise<void> {
+    const db = this.deps.database.db;
+    const now = this.deps.clock.now().toISOString();
+    const rows = await db
+      .selectFrom('deployments')
+      .select(['id', 'lease_owner', 'lease_until'])
+      .where('state', 'in', ACTIVE)
+      .orderBy('number')
+      .execute();
+    for (const row of rows) {
+      if (this.stopped) return;
+      if (row.lease_owner !== null && row.lease_owner !== this.owner && (row.lease_until ?? '') > now)
+        continue;
+      if (!(await this.takeLease(row.id))) continue;
+      try {
+        await this.reconcile(row.id);
+      } catch (error) {
+        if (error instanceof LeaseLost) this.fencing.delete(row.id);
+        else throw error;
+      }
+    }
+  }
+
+  private async passes(): Promise<void> {
+    do {
+      this.again = false;
+      try {
+        await this.tick();
+      } catch {
+        // A failed pass (database away) is retried on the next interval.
+      }
+    } while (this.again && !this.stopped);
+  }
+
+  private async takeLease(id: string): Promise<boolean> {
+    const db = this.deps.database.db;
+    const now = this.deps.clock.now();
+    const until = new Date(now.getTime() + (this.deps.leaseMs ?? 15_000)).toISOString();
+    const mine = this.fencing.get(id);
+    if (mine !== undefined) {
+      const renewed = await db
+        .updateTable('deployments')
+        .set({ lease_until: until })
+        .where('id', '=', id)
+        .where('lease_owner', '=', this.owner)
+        .where('fencing', '=', mine)
+        .executeTakeFirst();
+      if (Number(renewed.numUpdatedRows) === 1) return true;
+      this.fencing.delete(id);
+    }
+    const row = await db
+      .selectFrom('deployments')
+      .select(['fencing'])
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (!row) return false;
+    const taken = await db
+      .updateTable('deployments')
+      .set({ lease_owner: this.owner, lease_until: until, fencing: row.fencing + 1 })
+      .where('id', '=', id)
+      .where('fencing', '=', row.fencing)
+      .where((eb) =>
+        eb.or([
+          eb('lease_owner', 'is', null),
+          eb('lease_owner', '=', this.owner),
+          eb('lease_until', '<', now.toISOString()),
+        ]),
+      )
+      .executeTakeFirst();
+    if (Number(taken.numUpdatedRows) !== 1) return false;
+    this.fencing.set(id, row.fencing + 1);
+    return true;
+  }
+
+  /** Drives one deployment until it has to wait. */
+  async reconcile(id: string): Promise<void> {
+    for (let i = 0; i < 1000; i++) {
+      const outcome = await this.pass(id, null);
+      if (outcome.kind === 'needs_gate') {
+        const verdict = await this.gate(id);
+        const applied = await this.pass(id, verdict);
+        if (applied.kind === 'waited') return;
+        continue;
+      }
+      if (outcome.kind === 'waited') return;
+    }
+  }
+
+  private async gate(id: string) {
+    const db = this.deps.database.db;
+    const d = await db.selectFrom('deployments').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+    const user = await new UserStore(db).findById(d.created_by_id);
+    const env = await db
+      .selectFrom('environments')
+      .select('name')
+      .where('id', '=', d.environment_id)
+      .executeTakeFirstOrThrow();
+    if (!user)
+      return {
+        allowed: false,
+        reasons: [{ code: 'not_approved', message: `${d.created_by} no longer exists` }],
+      };
+    return this.deps.changes.checkGate(
+      { user, via: 'token', tokenId: null, session: null, source: null },
+      {
+        release: d.release_id,
+        environment: env.name,
+        change: d.change_id ?? undefined,
+        strategy: d.strategy,
+      },
+    );
+  }
+
+  /**
+   * One transaction: sync targets with their steps, decide, apply. A `start_wave` needs the gates
+   * first: without a verdict the pass only reports that.
+   */
+  private async pass(
+    id: string,
+    verdict: { allowed: boolean; reasons: Array<{ code: string; message: string }> } | null,
+  ): Promise<{ kind: 'applied' | 'waited' | 'needs_gate' }> {
+    const wake = new Set<string>();
+    const result = await inTransaction(
+      this.deps,
+      { actor: 'gantry:deployments', source: this.owner },
+      async (uow) => {
+        const d = await uow.db
+          .selectFrom('deployments')
+          .selectAll()
+          .where('id', '=', id)
+          .executeTakeFirstOrThrow();
+        if (d.lease_owner !== this.owner || d.fencing !== this.fencing.get(id)) throw new LeaseLost();
+        const synced = await this.sync(uow, d, wake);
+        const snapshot = await this.snapshot(uow, d);
+        const decision = decide(snapshot);
+        if (decision.kind === 'wait') return synced ? 'applied' : 'waited';
+        if (decision.kind === 'start_wave' && verdict === null) return synced ? 'applied' : 'needs_gate';
+        await this.deps.failpoints?.hit('deploy.before_apply');
+        await this.apply(uow, d, decision, verdict, wake);
+        return 'applied';
+      },
+    );
+    for (const target of wake) this.deps.steps.wake(target);
+    if (result !== 'waited' && result !== 'needs_gate') this.changed.emit('changed', id);
+    return { kind: result };
+  }
+
+  /** Brings targets up to date with their steps; queues each target's next step. */
+  private async sync(uow: UnitOfWork, d: DeploymentsTable, wake: Set<string>): Promise<boolean> {
+    const targets = await uow.db
+      .selectFrom('deployment_targets')
+      .selectAll()
+      .where('deployment_id', '=', d.id)
+      .where('state', 'in', [...IN_FLIGHT])
+      .execute();
+    if (targets.length === 0) return false;
+    const release = await uow.db
+      .selectFrom('releases')
+      .select('components')
+      .where('id', '=', d.release_id)
+      .executeTakeFirstOrThrow();
+    const packages = await packagesOf(uow.db, JSON.parse(release.components));
+    const ops = [
+      ...packages.map((p) => ({ kind: 'install' as const, ...p })),
+      ...packages.map((p) => ({ kind: 'activate' as const, ...p })),
+    ];
+    const steps = await uow.db
+      .selectFrom('steps')
+      .select(['id', 'state', 'message'])
+      .where(
+        'id',
+        'in',
+        targets.map((t) => t.step_id ?? ''),
+      )
+      .execute();
+    const stepById = new Map(steps.map((s) => [s.id, s]));
+    // Rolling back, aborted or frozen: what is in flight finishes, nothing new starts.
+    const stopping = d.state === 'aborted' || d.state === 'frozen' || d.state === 'rolling_back';
+    let changed = false;
+    const now = uow.now.toISOString();
+    const queue = async (
+      t: (typeof targets)[number],
+      kind: 'install' | 'activate' | 'rollback',
+      op: (typeof ops)[number],
+    ) => {
+      wake.add(t.target_id);
+      return this.deps.steps.enqueue(uow, {
+        targetId: t.target_id,
+        targetName: t.target_name,
+        kind,
+        component: op.component,
+        version: kind === 'rollback' ? null : op.version,
+        digest: kind === 'install' ? op.digest : null,
+        size: kind === 'install' ? op.size : null,
+        requestedBy: `deployment:DEP-${d.number}`,
+        reference: `deployment:${d.id}`,
+      });
+    };
+    for (const t of targets) {
+      let { state, progress, step_id: stepId, message } = t;
+      let activated = JSON.parse(t.activated) as string[];
+      if (state === 'retry') {
+        const op = ops[0];
+        if (!op) continue;
+        stepId = await queue(t, op.kind, op);
+        state = 'installing';
+        progress = 0;
+        activated = [];
+      } else {
+        const step = stepById.get(stepId ?? '');
+        if (!step || step.state === 'queued' || step.state === 'running') continue;
+        if (state === 'rolling_back') {
+          const order = [...activated].reverse();
+          if (step.state === 'failed') {
+            state = 'rollback_failed';
+            message = step.message;
+            stepId = null;
+          } else {
+            progress += 1;
+            const nextComponent = order[progress];
+            const op = ops.find((o) => o.component === nextComponent);
+            if (op) stepId = await queue(t, 'rollback', op);
+            else {
+              state = 'rolled_back';
+              message = step.message;
+              stepId = null;
+            }
+          }
+        } else if (step.state === 'failed') {
+          state = 'failed';
+          message = step.message;
+          stepId = null;
+        } else {
+          const done = ops[progress];
+          if (done?.kind === 'activate') activated = [...activated, done.component];
+          progress += 1;
+          const op = ops[progress];
+          if (op && !stopping) {
+            stepId = await queue(t, op.kind, op);
+            state = op.kind === 'install' ? 'installing' : 'activating';
+          } else if (op) {
+            state = 'failed';
+            message = `stopped: the deployment was ${d.state} before this target finished`;
+            stepId = null;
+          } else {
+            state = 'succeeded';
+            message = step.message;
+            stepId = null;
+          }
+        }
+      }
+      changed = true;
+      await uow.db
+        .updateTable('deployment_targets')
+        .set({
+          state,
+          progress,
+          step_id: stepId,
+          message,
+          activated: JSON.stringify(activated),
+          updated_at: now,
+        })
+        .where('deployment_id', '=', d.id)
+        .where('target_id', '=', t.target_id)
+        .execute();
+      if (
+        state !== t.state &&
+        (state === 'succeeded' ||
+          state === 'failed' ||
+          state === 'rolled_back' ||
+          state === 'rollback_failed')
+      )
+        await uow.audit({
+          action: `deployment.target_${state}`,
+          subject: `deployment:${d.id}`,
+          details: { number: `DEP-${d.number}`, target: t.target_name, message },
+        });
+    }
+    return changed;
+  }
+
+  private async snapshot(uow: UnitOfWork, d: DeploymentsTable): Promise<Snapshot> {
+    const [waves, targets] = await Promise.all([
+      uow.db
+        .selectFrom('deployment_waves')
+        .selectAll()
+        .where('deployment_id', '=', d.id)
+        .orderBy('wave_index')
+        .execute(),
+      uow.db
+        .selectFrom('deployment_targets')
+        .select(['target_id', 'wave_index', 'state'])
+        .where('deployment_id', '=', d.id)
+        .execute(),
+    ]);
+    return {
+      state: d.state as Snapshot['state'],
+      scheduledFor: d.scheduled_for ? new Date(d.scheduled_for) : null,
+      haltRule: JSON.parse(d.halt_rule) as HaltRule,
+      waves: waves.map((w) => ({
+        index: w.wave_index,
+        state: w.state as Snapshot['waves'][number]['state'],
+        gate: w.gate as 'auto' | 'manual',
+        canary: w.canary === 1,
+        bakeSeconds: w.bake_seconds,
+        bakeUntil: w.bake_until ? new Date(w.bake_until) : null,
+        approved: w.approved_by !== null,
+      })),
+      targets: targets.map((t) => ({
+        id: t.target_id,
+        wave: t.wave_index,
+        state: (t.state === 'retry' ? 'installing' : t.state) as TargetState,
+      })),
+      now: uow.now,
+    };
+  }
+
+  private async apply(
+    uow: UnitOfWork,
+    d: DeploymentsTable,
+    decision: Exclude<Decision, { kind: 'wait' }>,
+    verdict: { allowed: boolean; reasons: Array<{ code: string; message: string }> } | null,
+    wake: Set<string>,
+  ): Promise<void> {
+    const now = uow.now.toISOString();
+    const number = `DEP-${d.number}`;
+    const setState = async (state: string, reason: string | null, extra: Partial<DeploymentsTable> = {}) => {
+      await uow.db
+        .updateTable('deployments')
+        .set({ state, reason, updated_at: now, ...extra })
+        .where('id', '=', d.id)
+        .execute();
+      await uow.audit({
+        action: `deployment.${state}`,
+        subject: `deployment:${d.id}`,
+        details: { number, from: d.state, reason },
+      });
+    };
+    const env = await uow.db
+      .selectFrom('environments')
+      .select('name')
+      .where('id', '=', d.environment_id)
+      .executeTakeFirstOrThrow();
+    const events = new EventLog(uow.db);
+    switch (decision.kind) {
+      case 'start':
+        await setState('running', null, { started_at: now });
+        if (d.change_id) await changeTransition(uow, d.change_id, 'start', `${number} started`);
+        return;
+      case 'start_wave': {
+        if (verdict && !verdict.allowed) {
+          const windowClosed = verdict.reasons.some((r) => r.code === 'outside_window');
+          await setState(
+            'paused',
+            windowClosed ? 'window_closed' : `gate: ${verdict.reasons.map((r) => r.code).join(', ')}`,
+          );
+          await events.record({
+            at: now,
+            severity: 'warning',
+            kind: 'deployment.paused',
+            subject: `deployment:${d.id}`,
+            message: `${number} paused before wave ${decision.wave + 1}: ${verdict.reasons.map((r) => r.message).join('; ')}`,
+            details: { reasons: verdict.reasons },
+          });
+          return;
+        }
+        await uow.db
+          .updateTable('deployment_waves')
+          .set({ state: 'running', started_at: now })
+          .where('deployment_id', '=', d.id)
+          .where('wave_index', '=', decision.wave)
+          .execute();
+        // Each target's first step is queued here; `sync` queues the rest as results arrive.
+        await uow.db
+          .updateTable('deployment_targets')
+          .set({ state: 'retry', updated_at: now })
+          .where('deployment_id', '=', d.id)
+          .where('wave_index', '=', decision.wave)
+          .where('state', '=', 'pending')
+          .execute();
+        await uow.audit({
+          action: 'deployment.wave_started',
+          subject: `deployment:${d.id}`,
+          details: { number, wave: decision.wave + 1 },
+        });
+        await this.sync(uow, d, wake);
+        return;
+      }
+      case 'bake_wave':
+        await uow.db
+          .updateTable('deployment_waves')
+          .set({ state: 'baking', bake_until: decision.bakeUntil.toISOString() })
+          .where('deployment_id', '=', d.id)
+          .where('wave_index', '=', decision.wave)
+          .execute();
+        return;
+      case 'await_approval':
+        await uow.db
+          .updateTable('deployment_waves')
+          .set({ state: 'awaiting_approval' })
+          .where('deployment_id', '=', d.id)
+          .where('wave_index', '=', decision.wave)
+          .execute();
+        await events.record({
+          at: now,
+          severity: 'informational',
+          kind: 'deployment.awaiting_approval',
+          subject: `deployment:${d.id}`,
+          message: `${number} waits for a person to approve wave ${decision.wave + 2}`,
+          details: {},
+        });
+        return;
+      case 'finish_wave':
+        await uow.db
+          .updateTable('deployment_waves')
+          .set({ state: 'succeeded', finished_at: now })
+          .where('deployment_id', '=', d.id)
+          .where('wave_index', '=', decision.wave)
+          .execute();
+        await uow.audit({
+          action: 'deployment.wave_succeeded',
+          subject: `deployment:${d.id}`,
+          details: { number, wave: decision.wave + 1 },
+        });
+        return;
+      case 'complete':
+        await setState('succeeded', null, { finished_at: now });
+        await this.recordOutcome(uow, d, 'succeeded');
+        if (d.change_id) await changeTransition(uow, d.change_id, 'complete', `${number} succeeded`);
+        await this.compareWithApproved(uow, d, number);
+        return;
+      case 'halt': {
+        const onFailure = d.on_failure as OnFailure;
+        await events.record({
+          at: now,
+          severity: 'exception',
+          kind: 'deployment.halted',
+          subject: `deployment:${d.id}`,
+          message: `${number} to ${env.name} halted: ${decision.reason}; ${onFailure === 'rollback' ? 'rolling back' : onFailure === 'pause' ? 'paused for a person' : 'frozen as it is'}`,
+          details: { reason: decision.reason, onFailure },
+        });
+        if (onFailure === 'rollback') await setState('rolling_back', `halted: ${decision.reason}`);
+        else if (onFailure === 'pause') await setState('paused', `halted: ${decision.reason}`);
+        else {
+          await setState('frozen', `halted: ${decision.reason}`, { finished_at: now });
+          await this.recordOutcome(uow, d, 'failed');
+          if (d.change_id) await changeTransition(uow, d.change_id, 'fail', `${number} halted and frozen`);
+        }
+        return;
+      }
+      case 'roll_back_targets': {
+        const release = await uow.db
+          .selectFrom('releases')
+          .select('components')
+          .where('id', '=', d.release_id)
+          .executeTakeFirstOrThrow();
+        const packages = await packagesOf(uow.db, JSON.parse(release.components));
+        const targets = await uow.db
+          .selectFrom('deployment_targets')
+          .selectAll()
+          .where('deployment_id', '=', d.id)
+          .where('target_id', 'in', decision.targets)
+          .execute();
+        for (const t of targets) {
+          const order = [...(JSON.parse(t.activated) as string[])].reverse();
+          const first = packages.find((p) => p.component === order[0]);
+          if (!first) {
+            await uow.db
+              .updateTable('deployment_targets')
+              .set({ state: 'rolled_back', updated_at: now })
+              .where('deployment_id', '=', d.id)
+              .where('target_id', '=', t.target_id)
+              .execute();
+            continue;
+          }
+          wake.add(t.target_id);
+          const stepId = await this.deps.steps.enqueue(uow, {
+            targetId: t.target_id,
+            targetName: t.target_name,
+            kind: 'rollback',
+            component: first.component,
+            version: null,
+            digest: null,
+            size: null,
+            requestedBy: `deployment:${number}`,
+            reference: `deployment:${d.id}`,
+          });
+          await uow.db
+            .updateTable('deployment_targets')
+            .set({ state: 'rolling_back', progress: 0, step_id: stepId, updated_at: now })
+            .where('deployment_id', '=', d.id)
+            .where('target_id', '=', t.target_id)
+            .execute();
+        }
+        return;
+      }
+      case 'finish_rollback':
+        await setState(
+          decision.ok ? 'rolled_back' : 'failed',
+          decision.ok ? d.reason : `rollback incomplete; ${d.reason ?? ''}`,
+          {
+            finished_at: now,
+          },
+        );
+        await this.recordOutcome(uow, d, 'failed');
+        if (d.change_id)
+          await changeTransition(
+            uow,
+            d.change_id,
+            decision.ok ? 'back-out' : 'fail',
+            `${number} rolled back`,
+          );
+        return;
+    }
+  }
+
+  private async recordOutcome(uow: UnitOfWork, d: DeploymentsTable, outcome: 'succeeded' | 'failed') {
+    await uow.db
+      .insertInto('release_outcomes')
+      .values({
+        id: newSortableId(),
+        release_id: d.release_id,
+        environment_id: d.environment_id,
+        outcome,
+        deployment_id: d.id,
+        change_id: d.change_id,
+        source: 'deployment',
+        note: `DEP-${d.number}`,
+        recorded_by: 'gantry:deployments',
+        at: uow.now.toISOString(),
+      })
+      .execute();
+  }
+
+  /**
+   * Executed vs approved: what each target runs now (per the ledger its agent wrote) against what
+   * the change approved. Any difference is an unauthorised change, an exception event on the change.
+   */
+  private async compareWithApproved(uow: UnitOfWork, d: DeploymentsTable, number: string) {
+    const release = await uow.db
+      .selectFrom('releases')
+      .select('components')
+      .where('id', '=', d.release_id)
+      .executeTakeFirstOrThrow();
+    const packages = await packagesOf(uow.db, JSON.parse(release.components));
+    const targets = await uow.db
+      .selectFrom('deployment_targets')
+      .select(['target_id', 'target_name'])
+      .where('deployment_id', '=', d.id)
+      .execute();
+    const differences: string[] = [];
+    for (const t of targets)
+      for (const p of packages) {
+        const active = await activeVersion(uow.db, t.target_id, p.component);
+        if (active !== p.version)
+          differences.push(
+            `${t.target_name} runs ${p.component} ${active ?? 'nothing'}, approved ${p.version}`,
+          );
+      }
+    if (differences.length > 0 && d.change_id)
+      await new EventLog(uow.db).record({
+        at: uow.now.toISOString(),
+        severity: 'exception',
+        kind: 'change.unauthorised_change',
+        subject: `change:${d.change_id}`,
+        message: `After ${number}, ${differences.length} target(s) run something the change did not approve: ${differences.slice(0, 5).join('; ')}`,
+        details: { deployment: d.id, differences },
+      });
+  }
+}
