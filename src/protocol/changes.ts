@@ -158,6 +158,9 @@ export const ChangeRefParams = Strict({ id: Line({ minLength: 1, maxLength: 64 }
 
 export const GateCheckRequest = Strict({
   environment: EnvironmentName,
+  /** The release (id or name@version); the change's release when a change is named. */
+  release: Type.Optional(Line({ minLength: 1, maxLength: 200 })),
+  change: Type.Optional(Line({ minLength: 1, maxLength: 64 })),
   strategy: Type.Optional(Line({ minLength: 1, maxLength: 40 })),
 });
 export const GateReasonSchema = Strict({ code: Type.String(), message: Type.String() });

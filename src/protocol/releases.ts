@@ -94,7 +94,8 @@ export const AddEvidenceRequest = Strict({
 export const RecordOutcomeRequest = Strict({
   environment: EnvironmentName,
   outcome: Type.Union([Type.Literal('succeeded'), Type.Literal('failed')]),
-  changeId: Type.Optional(Id),
+  /** The change it was done under: its id or CHG-number. */
+  changeId: Type.Optional(Line({ minLength: 1, maxLength: 64 })),
   note: Type.Optional(Line({ maxLength: 1000 })),
 });
 

@@ -77,6 +77,8 @@ export async function startTestApp(
       dataDir,
       blobs,
       dmlMaxBytes: options.dmlMaxBytes ?? 64 * 1024 * 1024,
+      // Tests move the deployment engine with `kick` and `idle`; the interval is only a backstop.
+      engineIntervalMs: 60_000,
     });
   let app = await build();
 

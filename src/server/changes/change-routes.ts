@@ -21,6 +21,7 @@ import {
   FreezeList,
   FreezeListQuery,
   FreezeSchema,
+  GateCheckRequest,
   GateVerdictSchema,
   TemplateList,
   TemplateSchema,
@@ -133,12 +134,7 @@ export function registerChangeRoutes(
       schema: {
         tags: ['changes'],
         summary: 'May this release run in this environment now (under this change)? Every reason if not',
-        body: Strict({
-          environment: EnvironmentName,
-          release: Type.Optional(Line({ minLength: 1, maxLength: 200 })),
-          change: Type.Optional(Line({ minLength: 1, maxLength: 64 })),
-          strategy: Type.Optional(Line({ minLength: 1, maxLength: 40 })),
-        }),
+        body: GateCheckRequest,
         response: responses(GateVerdictSchema),
       },
     },

@@ -5,7 +5,7 @@
  * a digest of the change's content, so an edit after approval voids them.
  */
 import { createHash } from 'node:crypto';
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import { canonicalJson } from '../../core/canonical-json.ts';
 import {
   ACTIVE_STATES,
@@ -92,7 +92,7 @@ export class ChangeService {
     if (scope !== undefined) query = query.where('supplier_id', '=', scope);
     if (filter.state) query = query.where('state', '=', filter.state);
     if (filter.type) query = query.where('type', '=', filter.type);
-    if (filter.environment) query = query.where('environments', 'like', `%"${filter.environment}"%`);
+    if (filter.environment) query = query.where(namesEnvironment('environments', filter.environment));
     const rows = await query.orderBy('number', 'desc').limit(500).execute();
     return Promise.all(rows.map((r) => this.view(this.deps.database.db, r)));
   }
@@ -1058,4 +1058,13 @@ function templateView(row: Tables['change_templates']) {
     createdAt: row.created_at,
     retiredAt: row.retired_at,
   };
+}
+
+/**
+ * `column` (a JSON list of environment names) names `environment`; LIKE's wildcards in the name
+ * (`_` is allowed in names) are escaped.
+ */
+export function namesEnvironment(column: string, environment: string) {
+  const pattern = `%${JSON.stringify(environment).replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+  return sql<boolean>`${sql.ref(column)} like ${pattern} escape '\\'`;
 }

@@ -530,6 +530,17 @@ for (const kind of testDatabases()) {
       const blocked = await gate({ change: c.id });
       expect(codes(blocked)).toEqual(['lifecycle_not_met']);
       expect(blocked.body.reasons[0].message).toContain('succeed in staging');
+      const bogus = await t.call('POST', '/api/v1/releases/shop@2026.11/outcomes', {
+        token: requester,
+        body: { environment: 'staging', outcome: 'succeeded', changeId: 'no-such-change' },
+      });
+      expect(bogus.status).toBe(404);
+      const wrongChange = await t.call('POST', '/api/v1/releases/shop@2026.11/outcomes', {
+        token: requester,
+        body: { environment: 'staging', outcome: 'succeeded', changeId: c.number },
+      });
+      expect(wrongChange.status).toBe(409); // the change covers production, not staging
+      expect(codes(await gate({ change: c.id }))).toEqual(['lifecycle_not_met']);
       await t.call('POST', '/api/v1/releases/shop@2026.11/outcomes', {
         token: requester,
         body: { environment: 'staging', outcome: 'succeeded', note: 'tested by QA' },
@@ -563,6 +574,11 @@ for (const kind of testDatabases()) {
       expect(shownB.conflicts).toEqual([expect.objectContaining({ change: a.number })]);
       expect(shownA.conflicts[0].reason).toContain('both change web');
       expect(shownC.conflicts).toEqual([]);
+      // The environment filter matches names exactly: `_` is no wildcard.
+      const like = await t.call('GET', '/api/v1/changes?environment=pro_uction', { token: requester });
+      expect(like.body.changes).toEqual([]);
+      const exact = await t.call('GET', '/api/v1/changes?environment=production', { token: requester });
+      expect(exact.body.changes).toHaveLength(3);
     });
 
     it('books test environments, refusing overlaps unless asked, and never production', async () => {

@@ -20,7 +20,7 @@ import { newSortableId } from '../ids.ts';
 import { supplierScope } from '../inventory/inventory-service.ts';
 import { environmentByName } from '../releases/release-service.ts';
 import { inTransaction, type TransactionDeps } from '../unit-of-work.ts';
-import { instantsOf, scheduleOf } from './change-service.ts';
+import { instantsOf, namesEnvironment, scheduleOf } from './change-service.ts';
 
 // The package's CommonJS build exposes the factory as the default export.
 const ical = icalModule as unknown as (options: { name: string; prodId: string }) => ICalCalendar;
@@ -191,7 +191,7 @@ export class ScheduleService {
       if (clashing.length > 0 && !input.allowOverlap)
         throw new GantryError(
           'CONFLICT',
-          `${env.name} is already booked then: ${clashing.map((b) => `${b.team} ${b.start_at}–${b.end_at}`).join(', ')}. Pick another time, or book anyway with allowOverlap (both are flagged).`,
+          `${env.name} is already booked then: ${clashing.map((b) => `${b.team} ${b.start_at}–${b.end_at}`).join(', ')}. Pick another time, or book anyway (allowOverlap, or --allow-overlap on the command line); both are then flagged.`,
           { overlaps: clashing.map((b) => b.id) },
         );
       const row: BookingsTable = {
@@ -276,7 +276,7 @@ export class ScheduleService {
       .where('c.window_end', '>', from.toISOString())
       .where('c.window_start', '<', to.toISOString());
     if (scope !== undefined) changes = changes.where('c.supplier_id', '=', scope);
-    if (filter.environment) changes = changes.where('c.environments', 'like', `%"${filter.environment}"%`);
+    if (filter.environment) changes = changes.where(namesEnvironment('c.environments', filter.environment));
     for (const c of await changes.execute()) {
       for (const [i, w] of instantsOf(c).entries()) {
         calendar.createEvent({

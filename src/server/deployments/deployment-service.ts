@@ -352,8 +352,7 @@ export class DeploymentService {
             .where('state', '!=', 'succeeded')
             .orderBy('wave_index')
             .executeTakeFirst();
-          if (!wave || wave.gate !== 'manual' || wave.approved_by)
-            throw refuse('no wave is waiting for approval');
+          if (wave?.gate !== 'manual' || wave.approved_by) throw refuse('no wave is waiting for approval');
           await uow.db
             .updateTable('deployment_waves')
             .set({ approved_by: actorOf(by).actor })

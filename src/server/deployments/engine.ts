@@ -89,15 +89,35 @@ export class DeploymentEngine {
     });
   }
 
-  /** One pass over every active deployment (tests call it directly). */
+  /** Resolves once no pass is running or asked for. */
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  /** One pass over every active deployment. */
   async tick(): Promise<void> {
     const db = this.deps.database.db;
     const now = this.deps.clock.now().toISOString();
+    // Active deployments, and stopped ones whose in-flight steps still have to be recorded.
     const rows = await db
-      .selectFrom('deployments')
-      .select(['id', 'lease_owner', 'lease_until'])
-      .where('state', 'in', ACTIVE)
-      .orderBy('number')
+      .selectFrom('deployments as d')
+      .select(['d.id', 'd.lease_owner', 'd.lease_until'])
+      .where((eb) =>
+        eb.or([
+          eb('d.state', 'in', ACTIVE),
+          eb.and([
+            eb('d.state', 'in', ['aborted', 'frozen']),
+            eb.exists(
+              eb
+                .selectFrom('deployment_targets as t')
+                .select('t.target_id')
+                .whereRef('t.deployment_id', '=', 'd.id')
+                .where('t.state', 'in', [...IN_FLIGHT]),
+            ),
+          ]),
+        ]),
+      )
+      .orderBy('d.number')
       .execute();
     for (const row of rows) {
       if (this.stopped) return;

@@ -245,6 +245,33 @@ export class ReleaseService {
     return inTransaction(this.deps, actorOf(by), async (uow) => {
       const release = await findRelease(uow.db, ref);
       const env = await environmentByName(uow.db, input.environment);
+      let changeId: string | null = null;
+      if (input.changeId !== undefined) {
+        // The change must exist, be for this release and cover the environment.
+        const number = /^(?:CHG-)?(\d{1,9})$/i.exec(input.changeId)?.[1];
+        const change = await uow.db
+          .selectFrom('changes')
+          .select(['id', 'number', 'release_id', 'environments'])
+          .where(
+            number !== undefined ? 'number' : 'id',
+            '=',
+            number !== undefined ? Number(number) : input.changeId,
+          )
+          .executeTakeFirst();
+        if (!change)
+          throw new GantryError('NOT_FOUND', `No change '${input.changeId}'. See \`gantry change list\`.`, {
+            change: input.changeId,
+          });
+        if (
+          change.release_id !== release.id ||
+          !(JSON.parse(change.environments) as string[]).includes(env.name)
+        )
+          throw new GantryError(
+            'CONFLICT',
+            `CHG-${change.number} is not a change of ${release.name}@${release.version} in ${env.name}.`,
+          );
+        changeId = change.id;
+      }
       await uow.db
         .insertInto('release_outcomes')
         .values({
@@ -253,7 +280,7 @@ export class ReleaseService {
           environment_id: env.id,
           outcome: input.outcome,
           deployment_id: input.deploymentId ?? null,
-          change_id: input.changeId ?? null,
+          change_id: changeId,
           source,
           note: input.note ?? null,
           recorded_by: actorOf(by).actor,
@@ -263,7 +290,7 @@ export class ReleaseService {
       await uow.audit({
         action: 'release.outcome_recorded',
         subject: `release:${release.id}`,
-        details: { environment: env.name, outcome: input.outcome, source, changeId: input.changeId ?? null },
+        details: { environment: env.name, outcome: input.outcome, source, changeId },
       });
       return this.get(release.id, uow.db);
     });

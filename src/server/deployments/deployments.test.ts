@@ -1,0 +1,352 @@
+/**
+ * Deployments through the real HTTP stack on every database, with agents simulated on the real
+ * agent protocol (enroll, long-poll for steps, report results) and time moved by the test clock:
+ * gates at creation (A04), a window closing mid-rollout (F26), two deployments racing for one
+ * target (L04), manual gates, pause and resume, retry, abort, scheduled starts, and executed vs
+ * approved.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { makeTarGz } from '../../../test/helpers/archives.ts';
+import { ADMIN_TOKEN, startTestApp, type TestApp } from '../../../test/helpers/test-app.ts';
+import { testDatabases } from '../../../test/helpers/test-databases.ts';
+
+const FACTS = { os: 'linux', arch: 'x64', freeDiskBytes: 5e9, nodeVersion: 'v20.20.2', hostname: 'h' };
+const RISK = { userImpact: 'none', doneBefore: true, backoutTested: true, changesData: false };
+
+interface SimAgent {
+  name: string;
+  credential: string;
+  /** What this agent does with each step: succeed (default), fail, or report another version. */
+  behaviour: 'succeed' | 'fail' | { activates: string };
+  ran: Array<{ kind: string; version: string | null }>;
+}
+
+for (const kind of testDatabases()) {
+  describe(`deployments on ${kind.name}`, () => {
+    let t: TestApp;
+    let deployer: string;
+    let agents: SimAgent[];
+
+    beforeEach(async () => {
+      t = await startTestApp(kind);
+      await t.call('POST', '/api/v1/environments', { token: ADMIN_TOKEN, body: { name: 'production' } });
+      deployer = (await t.userWithToken('deployer')).token;
+      agents = [];
+      for (const name of ['web-1', 'web-2', 'web-3']) {
+        const token = await t.call('POST', '/api/v1/enrollment-tokens', {
+          token: ADMIN_TOKEN,
+          body: { environment: 'production', labels: { region: name === 'web-1' ? 'eu' : 'us' } },
+        });
+        const enrolled = await t.call('POST', '/api/v1/agent/enroll', {
+          body: { token: token.body.secret, name, facts: FACTS },
+        });
+        agents.push({ name, credential: enrolled.body.credential, behaviour: 'succeed', ran: [] });
+      }
+      for (const version of ['1.0.0', '2.0.0']) {
+        await t.call('POST', `/api/v1/artifacts?component=web&version=${version}`, {
+          token: ADMIN_TOKEN,
+          rawBody: makeTarGz({ 'index.html': version }),
+          headers: { 'content-type': 'application/octet-stream' },
+        });
+        await t.call('POST', '/api/v1/releases', {
+          token: ADMIN_TOKEN,
+          body: { name: 'shop', version, components: [{ component: 'web', version }] },
+        });
+      }
+    });
+    afterEach(async () => t.close());
+
+    /** Lets every agent run what is queued for it, and the engine react, until nothing moves. */
+    async function settle(only?: string[]) {
+      for (let round = 0; round < 20; round++) {
+        t.app.engine.kick();
+        await t.app.engine.idle();
+        let moved = false;
+        for (const agent of agents.filter((a) => !only || only.includes(a.name))) {
+          const next = await t.call('GET', '/api/v1/agent/steps/next?wait=0', { token: agent.credential });
+          if (next.status !== 200) continue;
+          moved = true;
+          const step = next.body;
+          agent.ran.push({ kind: step.kind, version: step.version });
+          const fail = agent.behaviour === 'fail' && step.kind === 'activate';
+          const version =
+            typeof agent.behaviour === 'object' && step.kind === 'activate'
+              ? agent.behaviour.activates
+              : step.version;
+          await t.call('POST', `/api/v1/agent/steps/${step.id}/result`, {
+            token: agent.credential,
+            body: fail
+              ? { outcome: 'failed', message: 'health check failed' }
+              : {
+                  outcome: 'succeeded',
+                  ...(step.kind === 'activate' ? { active: { component: 'web', version } } : {}),
+                },
+          });
+        }
+        if (!moved) {
+          t.app.engine.kick();
+          await t.app.engine.idle();
+          return;
+        }
+      }
+    }
+
+    const create = (body: Record<string, unknown>, token = deployer) =>
+      t.call('POST', '/api/v1/deployments', {
+        token,
+        body: { release: 'shop@1.0.0', environment: 'production', strategy: 'big-bang', ...body },
+      });
+    const show = async (id: string) =>
+      (await t.call('GET', `/api/v1/deployments/${id}`, { token: deployer })).body;
+    const act = (id: string, action: string, body: Record<string, unknown> = {}) =>
+      t.call('POST', `/api/v1/deployments/${id}/${action}`, { token: deployer, body });
+
+    it('A04: refuses a deployment the gates do not allow, naming every reason, and leaves nothing behind', async () => {
+      await t.call('PATCH', '/api/v1/environments/production', {
+        token: ADMIN_TOKEN,
+        body: { policy: { changeRequired: true, requireSignature: true, strategies: ['phased'] } },
+      });
+      const refused = await create({});
+      expect(refused.status).toBe(409);
+      expect(refused.body.error.code).toBe('GATE_REFUSED');
+      expect(refused.body.error.details.reasons.map((r: { code: string }) => r.code).sort()).toEqual([
+        'change_required',
+        'strategy_not_allowed',
+        'unsigned_artifact',
+      ]);
+      expect((await t.call('GET', '/api/v1/deployments', { token: deployer })).body.deployments).toEqual([]);
+      expect((await create({ strategy: 'blue-green' })).status).toBe(409);
+    });
+
+    it('plans, runs and finishes a phased rollout with a manual gate; the ledger and the release record follow', async () => {
+      const made = await create({
+        strategy: 'phased',
+        options: { waves: [{ selector: { region: 'eu' }, bakeSeconds: 300, gate: 'manual' }, { count: 2 }] },
+      });
+      expect(made.status, JSON.stringify(made.body)).toBe(201);
+      expect(
+        made.body.waves.map((w: { name: string; targets: unknown[] }) => [w.name, w.targets.length]),
+      ).toEqual([
+        ['wave 1', 1],
+        ['wave 2', 2],
+      ]);
+      await settle();
+      let d = await show(made.body.id);
+      expect(d.waves[0]).toMatchObject({ state: 'baking' });
+      expect(agents[1]?.ran).toEqual([]); // the second wave waits
+      t.clock.advance(300_000);
+      await settle();
+      d = await show(made.body.id);
+      expect(d.waves[0].state).toBe('awaiting_approval');
+      expect((await act(made.body.id, 'approve-wave')).status).toBe(200);
+      await settle();
+      d = await show(made.body.id);
+      expect(d.state).toBe('succeeded');
+      expect(d.counts).toEqual({ succeeded: 3 });
+      for (const a of agents)
+        expect(a.ran).toEqual([
+          { kind: 'install', version: '1.0.0' },
+          { kind: 'activate', version: '1.0.0' },
+        ]);
+      const ledger = await t.call('GET', '/api/v1/ledger?environment=production', { token: deployer });
+      expect(JSON.stringify(ledger.body)).toContain('1.0.0');
+      const release = await t.call('GET', '/api/v1/releases/shop@1.0.0', { token: deployer });
+      expect(release.body.lifecycle[0]).toMatchObject({
+        outcome: 'succeeded',
+        source: 'deployment',
+        deploymentId: d.id,
+      });
+      const audit = await t.call('GET', '/api/v1/audit?limit=200', { token: ADMIN_TOKEN });
+      const actions = audit.body.entries.map((e: { action: string }) => e.action);
+      expect(actions).toEqual(
+        expect.arrayContaining([
+          'deployment.created',
+          'deployment.wave_started',
+          'deployment.approve_wave',
+          'deployment.succeeded',
+        ]),
+      );
+    });
+
+    it('F26: a window that closes mid-rollout lets in-flight targets finish, starts none, and pauses as window_closed', async () => {
+      await t.call('PATCH', '/api/v1/environments/production', {
+        token: ADMIN_TOKEN,
+        body: { policy: { changeRequired: true } },
+      });
+      const authority = (await t.userWithToken('change-authority')).token;
+      const change = await t.call('POST', '/api/v1/changes', {
+        token: deployer,
+        body: {
+          type: 'normal',
+          title: 'shop 1.0.0',
+          release: 'shop@1.0.0',
+          environments: ['production'],
+          windows: [{ start: '2026-11-22T09:30', end: '2026-11-22T10:30' }],
+          riskAnswers: RISK,
+        },
+      });
+      await t.call('POST', `/api/v1/changes/${change.body.id}/submit`, { token: deployer, body: {} });
+      await t.call('POST', `/api/v1/changes/${change.body.id}/approve`, { token: authority, body: {} });
+      const made = await create({
+        change: change.body.number,
+        strategy: 'rolling',
+        options: { batchSize: 1 },
+      });
+      expect(made.status, JSON.stringify(made.body)).toBe(201);
+      expect((await t.call('GET', `/api/v1/changes/${change.body.id}`, { token: deployer })).body.state).toBe(
+        'implementing',
+      );
+      await settle(['web-1']); // wave 1 done, wave 2 (web-2) queued
+      // web-2 takes its install step, then the window closes while it works.
+      const next = await t.call('GET', '/api/v1/agent/steps/next?wait=0', { token: agents[1]?.credential });
+      expect(next.body.kind).toBe('install');
+      t.clock.advance(31 * 60_000);
+      await t.call('POST', `/api/v1/agent/steps/${next.body.id}/result`, {
+        token: agents[1]?.credential,
+        body: { outcome: 'succeeded' },
+      });
+      await settle();
+      const d = await show(made.body.id);
+      expect(d.state).toBe('paused');
+      expect(d.reason).toBe('window_closed');
+      expect(d.waves.map((w: { targets: Array<{ state: string }> }) => w.targets[0]?.state)).toEqual([
+        'succeeded',
+        'succeeded',
+        'pending',
+      ]);
+      expect(agents[2]?.ran).toEqual([]);
+      // Resumed outside the window, it pauses again at once.
+      await act(made.body.id, 'resume');
+      await settle();
+      expect((await show(made.body.id)).reason).toBe('window_closed');
+    });
+
+    it('L04: two deployments racing for the same targets: exactly one is created', async () => {
+      const [a, b] = await Promise.all([create({}), create({ release: 'shop@2.0.0' })]);
+      expect([a.status, b.status].sort()).toEqual([201, 409]);
+      const loser = a.status === 409 ? a : b;
+      expect(loser.body.error.message).toContain('one deployment at a time per target');
+      expect((await t.call('GET', '/api/v1/deployments', { token: deployer })).body.deployments).toHaveLength(
+        1,
+      );
+    });
+
+    it('halts on the rule, pauses for a person when asked to, retries the failed target, and finishes', async () => {
+      const bad = agents[2] as SimAgent;
+      bad.behaviour = 'fail';
+      const made = await create({ onFailure: 'pause' });
+      await settle();
+      let d = await show(made.body.id);
+      expect(d.state).toBe('paused');
+      expect(d.reason).toContain('halted: 1 of 3 target(s) failed');
+      expect(d.counts).toEqual({ succeeded: 2, failed: 1 });
+      bad.behaviour = 'succeed';
+      expect((await act(made.body.id, 'retry-failed')).status).toBe(200);
+      await settle();
+      d = await show(made.body.id);
+      expect(d.state).toBe('succeeded');
+      expect(bad.ran.map((r) => r.kind)).toEqual(['install', 'activate', 'install', 'activate']);
+    });
+
+    it('rolls back a finished deployment on request, and freezes when the rule says so', async () => {
+      await settle();
+      const first = await create({});
+      await settle();
+      expect((await show(first.body.id)).state).toBe('succeeded');
+      const second = await create({ release: 'shop@2.0.0' });
+      await settle();
+      expect((await act(second.body.id, 'rollback', { reason: 'checkout errors' })).status).toBe(200);
+      await settle();
+      const d = await show(second.body.id);
+      expect(d.state).toBe('rolled_back');
+      for (const a of agents) expect(a.ran.at(-1)?.kind).toBe('rollback');
+
+      (agents[0] as SimAgent).behaviour = 'fail';
+      const third = await create({
+        release: 'shop@2.0.0',
+        onFailure: 'freeze',
+        haltRule: { maxFailedPercent: 0 },
+      });
+      await settle();
+      const frozen = await show(third.body.id);
+      expect(frozen.state).toBe('frozen');
+      expect(frozen.finishedAt).not.toBeNull();
+      // Frozen means kept as it is: the targets that succeeded are not rolled back.
+      expect(frozen.counts.succeeded).toBe(2);
+    });
+
+    it('waits for its change window when asked to, then starts by itself', async () => {
+      const authority = (await t.userWithToken('change-authority')).token;
+      const change = await t.call('POST', '/api/v1/changes', {
+        token: deployer,
+        body: {
+          type: 'normal',
+          title: 'tonight',
+          release: 'shop@1.0.0',
+          environments: ['production'],
+          windows: [{ start: '2026-11-22T22:00', end: '2026-11-22T23:00', timeZone: 'UTC' }],
+          riskAnswers: RISK,
+        },
+      });
+      await t.call('POST', `/api/v1/changes/${change.body.id}/submit`, { token: deployer, body: {} });
+      await t.call('POST', `/api/v1/changes/${change.body.id}/approve`, { token: authority, body: {} });
+      const now = await create({ change: change.body.number });
+      expect(now.status).toBe(409);
+      expect(now.body.error.details.reasons[0].code).toBe('outside_window');
+      const later = await create({ change: change.body.number, start: 'window' });
+      expect(later.status, JSON.stringify(later.body)).toBe(201);
+      expect(later.body).toMatchObject({ state: 'scheduled', scheduledFor: '2026-11-22T22:00:00.000Z' });
+      expect((await t.call('GET', `/api/v1/changes/${change.body.id}`, { token: deployer })).body.state).toBe(
+        'scheduled',
+      );
+      await settle();
+      expect((await show(later.body.id)).state).toBe('scheduled');
+      t.clock.advance(12 * 3_600_000);
+      await settle();
+      expect((await show(later.body.id)).state).toBe('succeeded');
+      expect((await t.call('GET', `/api/v1/changes/${change.body.id}`, { token: deployer })).body.state).toBe(
+        'implemented',
+      );
+    });
+
+    it('records an unauthorised change when a target ends up running what the change did not approve', async () => {
+      const authority = (await t.userWithToken('change-authority')).token;
+      const change = await t.call('POST', '/api/v1/changes', {
+        token: deployer,
+        body: {
+          type: 'normal',
+          title: 'x',
+          release: 'shop@1.0.0',
+          environments: ['production'],
+          windows: [{ start: '2026-11-22T09:00', end: '2026-11-22T12:00' }],
+          riskAnswers: RISK,
+        },
+      });
+      await t.call('POST', `/api/v1/changes/${change.body.id}/submit`, { token: deployer, body: {} });
+      await t.call('POST', `/api/v1/changes/${change.body.id}/approve`, { token: authority, body: {} });
+      (agents[1] as SimAgent).behaviour = { activates: '1.0.0-hotfix' };
+      await create({ change: change.body.number });
+      await settle();
+      const events = await t.call('GET', `/api/v1/events?subject=change:${change.body.id}`, {
+        token: ADMIN_TOKEN,
+      });
+      expect(events.body.events).toEqual([
+        expect.objectContaining({ severity: 'exception', kind: 'change.unauthorised_change' }),
+      ]);
+      expect(events.body.events[0].message).toContain('web-2 runs web 1.0.0-hotfix, approved 1.0.0');
+    });
+
+    it('abort stops a deployment where it is', async () => {
+      const made = await create({ strategy: 'rolling', options: { batchSize: 1 } });
+      await settle(['web-1']);
+      expect((await act(made.body.id, 'abort', { reason: 'wrong build' })).status).toBe(200);
+      await settle();
+      const d = await show(made.body.id);
+      expect(d.state).toBe('aborted');
+      expect(agents[2]?.ran).toEqual([]);
+      expect((await act(made.body.id, 'resume')).status).toBe(409);
+      // Its targets are free again.
+      expect((await create({ release: 'shop@2.0.0' })).status).toBe(201);
+    });
+  });
+}
