@@ -11,7 +11,8 @@ export interface ApiClientOptions {
   timeoutMs?: number;
 }
 
-type Query = Record<string, string | number | boolean | undefined>;
+/** Query parameters; an array is sent as the key repeated (attr=a&attr=b). */
+type Query = Record<string, string | number | boolean | readonly string[] | undefined>;
 
 export class ApiClient {
   constructor(private readonly options: ApiClientOptions) {}
@@ -31,6 +32,19 @@ export class ApiClient {
       this.options.timeoutMs ?? 30_000,
     );
     return this.parse<T>(response);
+  }
+
+  /** GETs a document that is not JSON (the iCalendar feed); a refusal is a CliError like any request. */
+  async getText(path: string, query: Query, accept: string): Promise<string> {
+    const response = await this.send(
+      'GET',
+      this.url(path, query),
+      { accept },
+      null,
+      this.options.timeoutMs ?? 30_000,
+    );
+    if (!response.ok) await this.fail(response);
+    return response.text();
   }
 
   /** Sends a text body of the given type (CSV imports). */
@@ -67,8 +81,11 @@ export class ApiClient {
 
   private url(path: string, query?: Query): URL {
     const url = new URL(this.baseUrl + path);
-    for (const [key, value] of Object.entries(query ?? {}))
-      if (value !== undefined) url.searchParams.set(key, String(value));
+    for (const [key, value] of Object.entries(query ?? {})) {
+      if (value === undefined) continue;
+      if (Array.isArray(value)) for (const item of value) url.searchParams.append(key, item);
+      else url.searchParams.set(key, String(value));
+    }
     return url;
   }
 

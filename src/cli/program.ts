@@ -8,9 +8,13 @@ import { GANTRY_VERSION } from '../version.ts';
 import { addAgentCommand } from './commands/agent-command.ts';
 import { addArtifactCommands } from './commands/artifact-commands.ts';
 import { addAuditCommands } from './commands/audit-commands.ts';
+import { addChangeCommands } from './commands/change-commands.ts';
+import { addFlagCommands } from './commands/flag-commands.ts';
 import { addHardwareCommands } from './commands/hardware-commands.ts';
 import { addInventoryCommands } from './commands/inventory-commands.ts';
 import { addKeyCommands } from './commands/key-commands.ts';
+import { addReleaseCommands } from './commands/release-commands.ts';
+import { addScheduleCommands } from './commands/schedule-commands.ts';
 import { addServerCommand } from './commands/server-command.ts';
 import { addSessionCommands } from './commands/session-commands.ts';
 import { addTokenCommands } from './commands/token-commands.ts';
@@ -40,14 +44,19 @@ export function buildProgram(ctx: CliContext): Command {
   addKeyCommands(program, ctx);
   addHardwareCommands(program, ctx);
   addInventoryCommands(program, ctx);
-  for (const command of program.commands) {
-    command.exitOverride();
-    command.configureOutput({ writeOut: (s) => ctx.io.stdout(s), writeErr: (s) => ctx.io.stderr(s) });
-    for (const sub of command.commands) {
-      sub.exitOverride();
-      sub.configureOutput({ writeOut: (s) => ctx.io.stdout(s), writeErr: (s) => ctx.io.stderr(s) });
+  addReleaseCommands(program, ctx);
+  addChangeCommands(program, ctx);
+  addScheduleCommands(program, ctx);
+  addFlagCommands(program, ctx);
+  // Every level (`gantry release lifecycle set`) reports through runCli, never exits by itself.
+  const override = (parent: Command) => {
+    for (const command of parent.commands) {
+      command.exitOverride();
+      command.configureOutput({ writeOut: (s) => ctx.io.stdout(s), writeErr: (s) => ctx.io.stderr(s) });
+      override(command);
     }
-  }
+  };
+  override(program);
   return program;
 }
 

@@ -1,8 +1,5 @@
 import path from 'node:path';
 import type { Command } from 'commander';
-import pino from 'pino';
-import { AgentFatalError, runAgent } from '../../agent/run-agent.ts';
-import { Failpoints } from '../../support/failpoints.ts';
 import type { CliContext } from '../context.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
 
@@ -21,6 +18,12 @@ export function addAgentCommand(program: Command, ctx: CliContext): void {
     )
     .option('--name <name>', 'the target’s name (default: this host’s name)')
     .action(async (o: { server?: string; enroll?: string; dataDir?: string; name?: string }) => {
+      // Loaded here, not at startup: every other verb starts without the agent's modules.
+      const [{ default: pino }, { AgentFatalError, runAgent }, { Failpoints }] = await Promise.all([
+        import('pino'),
+        import('../../agent/run-agent.ts'),
+        import('../../support/failpoints.ts'),
+      ]);
       const logger = pino({
         level: ctx.env.GANTRY_LOG_LEVEL ?? 'info',
         base: { service: 'gantry-agent' },

@@ -1,15 +1,36 @@
 /** gantry env … | suppliers … | targets … | agents enroll-token */
+import type { Static } from '@sinclair/typebox';
 import type { Command } from 'commander';
 import { parseLabels } from '../../core/inventory.ts';
+import type { PolicyView as PolicyViewSchema } from '../../protocol/inventory.ts';
 import type { CliContext } from '../context.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
+import { commaList, eitherFlag } from '../option-parsers.ts';
 import { keyValues, renderTable } from '../output.ts';
 
 interface EnvironmentView {
   name: string;
   position: number;
+  policy: PolicyView;
   standards: Record<string, unknown>;
   createdAt: string;
+}
+
+type PolicyView = Static<typeof PolicyViewSchema>;
+
+const APPROVER_ROLES = ['change-authority', 'emergency-authority', 'admin'] as const;
+
+function policyPairs(p: PolicyView): Array<[string, string | number]> {
+  return [
+    ['change required', p.changeRequired ? 'yes: deployments only inside an approved change' : 'no'],
+    ['approvals', `${p.approvals} (high risk: ${p.highRiskApprovals}) from ${p.approverRole}`],
+    ['require signature', p.requireSignature ? 'yes' : 'no'],
+    ['require evidence', p.requireEvidence ? 'yes: passing evidence before approval' : 'no'],
+    ['auto-approve low risk', p.autoApproveLowRisk ? 'yes' : 'no'],
+    ['strategies', p.strategies.length ? p.strategies.join(', ') : 'any'],
+    ['flags under change', p.flagsUnderChange ? 'yes' : 'no'],
+    ['bookable', p.bookable ? 'yes' : 'no'],
+  ];
 }
 
 interface TargetView {
@@ -90,7 +111,9 @@ function showTarget(t: TargetView): string {
 }
 
 export function addInventoryCommands(program: Command, ctx: CliContext): void {
-  const env = program.command('env').description('Environments: their order and platform standards');
+  const env = program
+    .command('env')
+    .description('Environments: their order, platform standards and change policy');
   env
     .command('list')
     .description('List environments in order')
@@ -100,8 +123,13 @@ export function addInventoryCommands(program: Command, ctx: CliContext): void {
         .request<{ environments: EnvironmentView[] }>('GET', '/api/v1/environments');
       ctx.out(command, body, () =>
         renderTable(
-          ['NAME', 'ORDER', 'STANDARDS'],
-          body.environments.map((e) => [e.name, e.position, JSON.stringify(e.standards)]),
+          ['NAME', 'ORDER', 'CHANGES', 'STANDARDS'],
+          body.environments.map((e) => [
+            e.name,
+            e.position,
+            e.policy.changeRequired ? `required, ${e.policy.approvals} approval(s)` : 'not required',
+            JSON.stringify(e.standards),
+          ]),
         ),
       );
     });
@@ -158,15 +186,97 @@ export function addInventoryCommands(program: Command, ctx: CliContext): void {
       const e = await ctx
         .client(command)
         .request<EnvironmentView>('GET', `/api/v1/environments/${encodeURIComponent(name)}`);
-      ctx.out(command, e, () =>
-        keyValues([
-          ['name', e.name],
-          ['order', e.position],
-          ['standards', JSON.stringify(e.standards)],
-          ['created', e.createdAt],
-        ]),
+      ctx.out(
+        command,
+        e,
+        () =>
+          `${keyValues([
+            ['name', e.name],
+            ['order', e.position],
+            ['standards', JSON.stringify(e.standards)],
+            ['created', e.createdAt],
+          ])}\nPolicy:\n${keyValues(policyPairs(e.policy))}`,
       );
     });
+  env
+    .command('policy')
+    .description(
+      'Show an environment’s change policy, or change it (admin): fields not given keep their value',
+    )
+    .argument('<name>', 'environment')
+    .option('--change-required', 'deployments run only inside an approved change')
+    .option('--no-change-required', 'deployments need no change')
+    .option('--approvals <n>', 'approvals a normal change needs (1–10)')
+    .option('--high-risk-approvals <n>', 'approvals a high-risk change needs (1–10)')
+    .option('--approver-role <role>', `whose approvals count: ${APPROVER_ROLES.join(', ')}`)
+    .option('--require-signature', 'every artifact must be signed by a trusted key')
+    .option('--no-require-signature', 'signatures are not required')
+    .option('--require-evidence', 'a change is approved only when its release’s evidence all passed')
+    .option('--no-require-evidence', 'evidence is not required')
+    .option('--auto-approve-low-risk', 'a low-risk normal change with passing evidence is approved at submit')
+    .option('--no-auto-approve-low-risk', 'every normal change waits for people')
+    .option('--strategies <list>', 'allowed rollout strategies, comma-separated; "" allows any')
+    .option('--flags-under-change', 'flag changes need an approved change covering the environment')
+    .option('--no-flags-under-change', 'flags change freely')
+    .option('--bookable', 'teams may book it (test cycles)')
+    .option('--not-bookable', 'it cannot be booked (production-like)')
+    .action(
+      async (
+        name: string,
+        o: {
+          changeRequired?: boolean;
+          approvals?: string;
+          highRiskApprovals?: string;
+          approverRole?: string;
+          requireSignature?: boolean;
+          requireEvidence?: boolean;
+          autoApproveLowRisk?: boolean;
+          strategies?: string;
+          flagsUnderChange?: boolean;
+          bookable?: boolean;
+          notBookable?: boolean;
+        },
+        command: Command,
+      ) => {
+        const count = (text: string | undefined, flag: string) => {
+          const n = wholeNumber(text, flag);
+          if (n !== undefined && (n < 1 || n > 10))
+            throw new CliError(EXIT.usage, `${flag} must be 1 to 10.`);
+          return n;
+        };
+        if (o.approverRole !== undefined && !(APPROVER_ROLES as readonly string[]).includes(o.approverRole))
+          throw new CliError(EXIT.usage, `--approver-role must be one of ${APPROVER_ROLES.join(', ')}.`);
+        const policy: Partial<PolicyView> = {
+          ...(o.changeRequired !== undefined ? { changeRequired: o.changeRequired } : {}),
+          ...(o.approvals !== undefined ? { approvals: count(o.approvals, '--approvals') } : {}),
+          ...(o.highRiskApprovals !== undefined
+            ? { highRiskApprovals: count(o.highRiskApprovals, '--high-risk-approvals') }
+            : {}),
+          ...(o.approverRole !== undefined
+            ? { approverRole: o.approverRole as PolicyView['approverRole'] }
+            : {}),
+          ...(o.requireSignature !== undefined ? { requireSignature: o.requireSignature } : {}),
+          ...(o.requireEvidence !== undefined ? { requireEvidence: o.requireEvidence } : {}),
+          ...(o.autoApproveLowRisk !== undefined ? { autoApproveLowRisk: o.autoApproveLowRisk } : {}),
+          ...(o.strategies !== undefined ? { strategies: commaList(o.strategies) } : {}),
+          ...(o.flagsUnderChange !== undefined ? { flagsUnderChange: o.flagsUnderChange } : {}),
+        };
+        const bookable = eitherFlag(o.bookable, o.notBookable, ['--bookable', '--not-bookable']);
+        if (bookable !== undefined) policy.bookable = bookable;
+        const client = ctx.client(command);
+        const path = `/api/v1/environments/${encodeURIComponent(name)}`;
+        const changed = Object.keys(policy).length > 0;
+        const e = changed
+          ? await client.request<EnvironmentView>('PATCH', path, { policy })
+          : await client.request<EnvironmentView>('GET', path);
+        ctx.out(
+          command,
+          e,
+          () =>
+            `${changed ? `Updated the policy of ${e.name}:` : `Policy of ${e.name}:`}\n${keyValues(policyPairs(e.policy))}`,
+        );
+      },
+    );
 
   const suppliers = program
     .command('suppliers')

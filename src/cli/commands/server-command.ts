@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { loadServerConfig } from '../../server/config.ts';
-import { runServer } from '../../server/run-server.ts';
 import type { CliContext } from '../context.ts';
 
 export function addServerCommand(program: Command, ctx: CliContext): void {
@@ -25,6 +23,11 @@ Environment:
   GANTRY_AUDIT_FILE             also append every audit entry to this file as a JSON line`,
     )
     .action(async (options: { port?: string; host?: string; dataDir?: string }) => {
+      // Loaded here, not at startup: every other verb starts without the server's modules.
+      const [{ loadServerConfig }, { runServer }] = await Promise.all([
+        import('../../server/config.ts'),
+        import('../../server/run-server.ts'),
+      ]);
       const config = loadServerConfig(ctx.env, options);
       const server = await runServer(config);
       await new Promise<void>((resolve) => {
