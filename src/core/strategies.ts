@@ -80,12 +80,11 @@ export function plan(
           problem: `a canary needs at least one target in its first wave and one after it (${all.length} target(s))`,
         };
       const rest = all.slice(first);
-      const parts = Math.max(1, Math.min(options.rest ?? 1, rest.length));
-      const size = Math.ceil(rest.length / parts);
+      const parts = Math.max(1, Math.min(Math.floor(options.rest ?? 1), rest.length));
       return {
         ok: [
           wave(0, 'canary', all.slice(0, first), bake, 'auto', true),
-          ...chunk(rest, size).map((t, i) =>
+          ...split(rest, parts).map((t, i) =>
             wave(i + 1, parts === 1 ? 'rest' : `rest ${i + 1}`, t, bake, 'auto', false),
           ),
         ],
@@ -139,6 +138,20 @@ function wave(
   canary: boolean,
 ): PlannedWave {
   return { index, name, targets, bakeSeconds, gate, canary };
+}
+
+/** Exactly `parts` slices in order, sizes within one of each other, the larger first. */
+function split<T>(items: readonly T[], parts: number): T[][] {
+  const small = Math.floor(items.length / parts);
+  const larger = items.length % parts;
+  const out: T[][] = [];
+  let at = 0;
+  for (let i = 0; i < parts; i++) {
+    const size = small + (i < larger ? 1 : 0);
+    out.push(items.slice(at, at + size));
+    at += size;
+  }
+  return out;
 }
 
 function chunk<T>(items: readonly T[], size: number): T[][] {

@@ -29,6 +29,8 @@ export interface ServerConfig {
   dmlMaxBytes: number;
   /** Seconds between two background re-verifications of one stored artifact; 0 turns it off. */
   dmlScrubIntervalSeconds: number;
+  /** How long a replica holds a deployment's lease without renewing it. */
+  deployLeaseSeconds: number;
   /** Test harness failpoints (see failpoints.ts); unset in production. */
   failpoints: string | undefined;
 }
@@ -123,6 +125,14 @@ export function loadServerConfig(
       'must be a whole number of seconds (0 turns the background check off).',
     );
   }
+  const leaseText = env.GANTRY_DEPLOY_LEASE_SECONDS ?? '15';
+  const deployLeaseSeconds = Number(leaseText);
+  if (!Number.isInteger(deployLeaseSeconds) || deployLeaseSeconds < 2 || deployLeaseSeconds > 3600) {
+    invalid(
+      'GANTRY_DEPLOY_LEASE_SECONDS',
+      'must be a whole number of seconds from 2 to 3600 (how long a replica holds a deployment without renewing).',
+    );
+  }
   parseFailpoints(env.FAILPOINTS);
 
   return {
@@ -138,6 +148,7 @@ export function loadServerConfig(
     auditFile: env.GANTRY_AUDIT_FILE ? path.resolve(cwd, env.GANTRY_AUDIT_FILE) : undefined,
     dmlMaxBytes,
     dmlScrubIntervalSeconds,
+    deployLeaseSeconds,
     failpoints: env.FAILPOINTS || undefined,
   };
 }

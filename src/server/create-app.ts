@@ -70,6 +70,8 @@ export interface AppDeps {
   failpoints?: Failpoints | undefined;
   /** How often the deployment engine looks at every active deployment (default 1 s). */
   engineIntervalMs?: number | undefined;
+  /** How long this replica holds a deployment's lease without renewing it (default 15 s). */
+  deployLeaseMs?: number | undefined;
 }
 
 /**
@@ -282,6 +284,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     changes,
     failpoints: deps.failpoints,
     intervalMs: deps.engineIntervalMs,
+    leaseMs: deps.deployLeaseMs,
   });
   steps.onSettled = () => engine.kick();
   registerDeploymentRoutes(

@@ -73,6 +73,7 @@ export async function runServer(config: ServerConfig): Promise<RunningServer> {
     blobs,
     dmlMaxBytes: config.dmlMaxBytes,
     failpoints,
+    deployLeaseMs: config.deployLeaseSeconds * 1000,
   });
   try {
     await app.listen({ host: config.host, port: config.port });
@@ -124,6 +125,7 @@ export async function runServer(config: ServerConfig): Promise<RunningServer> {
         }, config.dmlScrubIntervalSeconds * 1000)
       : undefined;
   scrub?.unref();
+  logger.info({ replica: app.engine.owner }, 'deployment engine started');
   const notifier = new Notifier({ database, clock: systemClock });
   let notifying: Promise<void> | undefined;
   const notify = setInterval(() => {

@@ -20,7 +20,8 @@ Environment:
   GANTRY_LOG_LEVEL              fatal|error|warn|info|debug|trace|silent (default info)
   GANTRY_BODY_LIMIT             largest JSON body in bytes (default 1048576)
   GANTRY_TRUST_PROXY            behind reverse proxies: their hop count, or their addresses/CIDRs
-  GANTRY_AUDIT_FILE             also append every audit entry to this file as a JSON line`,
+  GANTRY_AUDIT_FILE             also append every audit entry to this file as a JSON line
+  GANTRY_DEPLOY_LEASE_SECONDS   how long a replica holds a deployment without renewing (default 15)`,
     )
     .action(async (options: { port?: string; host?: string; dataDir?: string }) => {
       // Loaded here, not at startup: every other verb starts without the server's modules.

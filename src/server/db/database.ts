@@ -47,6 +47,9 @@ export function openDatabase(target: DatabaseTarget): Database {
         connectionTimeoutMillis: 5_000,
         // A statement that hangs (a partition to the database) fails instead of holding a request forever.
         statement_timeout: 15_000,
+        // A replica stopped inside a transaction (SIGSTOP, a VM paused) would hold the audit-chain
+        // lock for every replica: the database ends such a transaction after 30 s.
+        idle_in_transaction_session_timeout: 30_000,
         ...(target.schema ? { options: `-c search_path=${target.schema}` } : {}),
       });
       // An idle client losing its connection (database restart) must not crash the server.

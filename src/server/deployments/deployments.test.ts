@@ -336,6 +336,38 @@ for (const kind of testDatabases()) {
       expect(events.body.events[0].message).toContain('web-2 runs web 1.0.0-hotfix, approved 1.0.0');
     });
 
+    it('F13: once another replica has taken the lease, the old holder writes nothing', async () => {
+      const other = await startTestApp(kind, { db: t.db });
+      try {
+        const made = await create({});
+        await t.app.engine.idle(); // this replica took the lease and started the wave
+        expect((await show(made.body.id)).waves[0].state).toBe('running');
+        t.clock.advance(20_000); // its lease (15 s) runs out unrenewed
+        other.clock.advance(20_000);
+        // biome-ignore lint/suspicious/noExplicitAny: the takeover itself is what is under test.
+        expect(await (other.app.engine as any).takeLease(made.body.id)).toBe(true);
+        // The agents finish their installs: there is work to do, and the old holder tries.
+        for (const agent of agents) {
+          const next = await t.call('GET', '/api/v1/agent/steps/next?wait=0', { token: agent.credential });
+          await t.call('POST', `/api/v1/agent/steps/${next.body.id}/result`, {
+            token: agent.credential,
+            body: { outcome: 'succeeded' },
+          });
+        }
+        await t.app.engine.idle();
+        await expect(t.app.engine.reconcile(made.body.id)).rejects.toThrow();
+        const queued = async () =>
+          (await t.call('GET', '/api/v1/targets/web-1/steps', { token: deployer })).body.steps.map(
+            (x: { kind: string }) => x.kind,
+          );
+        expect(await queued()).toEqual(['install']);
+        await other.app.engine.reconcile(made.body.id);
+        expect(await queued()).toEqual(['install', 'activate']);
+      } finally {
+        await other.close();
+      }
+    });
+
     it('abort stops a deployment where it is', async () => {
       const made = await create({ strategy: 'rolling', options: { batchSize: 1 } });
       await settle(['web-1']);

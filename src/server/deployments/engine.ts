@@ -125,6 +125,8 @@ export class DeploymentEngine {
         continue;
       if (!(await this.takeLease(row.id))) continue;
       try {
+        // A replica may stall here (a long GC pause, a frozen VM) while its lease runs out.
+        await this.deps.failpoints?.hit('deploy.after_lease');
         await this.reconcile(row.id);
       } catch (error) {
         if (error instanceof LeaseLost) this.fencing.delete(row.id);
@@ -160,27 +162,44 @@ export class DeploymentEngine {
       if (Number(renewed.numUpdatedRows) === 1) return true;
       this.fencing.delete(id);
     }
-    const row = await db
-      .selectFrom('deployments')
-      .select(['fencing'])
-      .where('id', '=', id)
-      .executeTakeFirst();
-    if (!row) return false;
-    const taken = await db
-      .updateTable('deployments')
-      .set({ lease_owner: this.owner, lease_until: until, fencing: row.fencing + 1 })
-      .where('id', '=', id)
-      .where('fencing', '=', row.fencing)
-      .where((eb) =>
-        eb.or([
-          eb('lease_owner', 'is', null),
-          eb('lease_owner', '=', this.owner),
-          eb('lease_until', '<', now.toISOString()),
-        ]),
-      )
-      .executeTakeFirst();
-    if (Number(taken.numUpdatedRows) !== 1) return false;
-    this.fencing.set(id, row.fencing + 1);
+    // Taken under the audit-chain lock, like every pass: an old holder's pass that began before
+    // this commits first; one that begins after sees the new fencing number and writes nothing.
+    const fencing = await inTransaction(
+      this.deps,
+      { actor: 'gantry:deployments', source: this.owner },
+      async (uow) => {
+        const row = await uow.db
+          .selectFrom('deployments')
+          .select(['fencing', 'lease_owner', 'lease_until', 'number'])
+          .where('id', '=', id)
+          .executeTakeFirst();
+        if (!row) return undefined;
+        const free =
+          row.lease_owner === null ||
+          row.lease_owner === this.owner ||
+          (row.lease_until ?? '') < now.toISOString();
+        if (!free) return undefined;
+        await uow.db
+          .updateTable('deployments')
+          .set({ lease_owner: this.owner, lease_until: until, fencing: row.fencing + 1 })
+          .where('id', '=', id)
+          .execute();
+        if (row.lease_owner !== null && row.lease_owner !== this.owner)
+          await uow.audit({
+            action: 'deployment.lease_taken',
+            subject: `deployment:${id}`,
+            details: {
+              number: `DEP-${row.number}`,
+              from: row.lease_owner,
+              to: this.owner,
+              fencing: row.fencing + 1,
+            },
+          });
+        return row.fencing + 1;
+      },
+    );
+    if (fencing === undefined) return false;
+    this.fencing.set(id, fencing);
     return true;
   }
 
