@@ -27,7 +27,7 @@ import {
   TemplateSchema,
   UpdateChangeRequest,
 } from '../../protocol/changes.ts';
-import { IdParams, Line, Strict } from '../../protocol/common.ts';
+import { IdParams, Strict } from '../../protocol/common.ts';
 import { EnvironmentName } from '../../protocol/releases.ts';
 import { type App, principalOf, responses } from '../http/route-kit.ts';
 import type { ChangeService } from './change-service.ts';
