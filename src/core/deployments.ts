@@ -38,6 +38,8 @@ export type TargetState =
   | 'installing'
   | 'activating'
   | 'succeeded'
+  /** Activated, then an exception event on it during its wave's bake: a failure that is rolled back. */
+  | 'unhealthy'
   | 'failed'
   | 'rolling_back'
   | 'rolled_back'
@@ -83,7 +85,8 @@ export type Decision =
   | { kind: 'roll_back_targets'; targets: string[] }
   | { kind: 'finish_rollback'; ok: boolean };
 
-const DONE: readonly TargetState[] = ['succeeded', 'failed'];
+const DONE: readonly TargetState[] = ['succeeded', 'unhealthy', 'failed'];
+const FAILED: readonly TargetState[] = ['failed', 'unhealthy'];
 
 export function decide(s: Snapshot): Decision {
   if (s.state === 'scheduled')
@@ -93,7 +96,9 @@ export function decide(s: Snapshot): Decision {
 
   if (s.state === 'rolling_back') {
     // Every target this deployment changed goes back; a target that failed was put back by its agent.
-    const toRollBack = s.targets.filter((t) => t.state === 'succeeded').map((t) => t.id);
+    const toRollBack = s.targets
+      .filter((t) => t.state === 'succeeded' || t.state === 'unhealthy')
+      .map((t) => t.id);
     if (toRollBack.length > 0) return { kind: 'roll_back_targets', targets: toRollBack };
     if (
       s.targets.some(
@@ -137,12 +142,12 @@ export function decide(s: Snapshot): Decision {
 /** Why the halt rule stops the deployment now, or null. */
 export function haltReason(s: Pick<Snapshot, 'haltRule' | 'waves' | 'targets'>): string | null {
   for (const w of s.waves.filter((x) => x.canary)) {
-    const failed = s.targets.filter((t) => t.wave === w.index && t.state === 'failed').length;
+    const failed = s.targets.filter((t) => t.wave === w.index && FAILED.includes(t.state)).length;
     if (failed > s.haltRule.canaryMaxFailures)
       return `${failed} canary target(s) failed (the rule allows ${s.haltRule.canaryMaxFailures})`;
   }
   const total = s.targets.length;
-  const failed = s.targets.filter((t) => t.state === 'failed').length;
+  const failed = s.targets.filter((t) => FAILED.includes(t.state)).length;
   if (total > 0 && (failed * 100) / total > s.haltRule.maxFailedPercent)
     return `${failed} of ${total} target(s) failed (${Math.round((failed * 1000) / total) / 10}%, the rule allows ${s.haltRule.maxFailedPercent}%)`;
   return null;

@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeTarGz } from '../../../test/helpers/archives.ts';
 import { ADMIN_TOKEN, startTestApp, type TestApp } from '../../../test/helpers/test-app.ts';
 import { testDatabases } from '../../../test/helpers/test-databases.ts';
+import { EventLog } from '../events/event-log.ts';
 
 const FACTS = { os: 'linux', arch: 'x64', freeDiskBytes: 5e9, nodeVersion: 'v20.20.2', hostname: 'h' };
 const RISK = { userImpact: 'none', doneBefore: true, backoutTested: true, changesData: false };
@@ -366,6 +367,36 @@ for (const kind of testDatabases()) {
       } finally {
         await other.close();
       }
+    });
+
+    it('counts an exception event on a target during its bake as a failure, and rolls back', async () => {
+      await settle();
+      await create({});
+      await settle(); // 1.0.0 everywhere
+      const made = await create({
+        release: 'shop@2.0.0',
+        strategy: 'phased',
+        options: { waves: [{ count: 1, bakeSeconds: 600 }, { count: 2 }] },
+      });
+      await settle();
+      expect((await show(made.body.id)).waves[0].state).toBe('baking');
+      const web1 = await t.call('GET', '/api/v1/targets/web-1', { token: deployer });
+      t.clock.advance(60_000);
+      await new EventLog(t.db.database.db).record({
+        at: t.clock.now().toISOString(),
+        severity: 'exception',
+        kind: 'alert',
+        subject: `target:${web1.body.id}`,
+        message: '5xx rate high',
+        details: {},
+      });
+      await settle();
+      const d = await show(made.body.id);
+      expect(d.state).toBe('rolled_back');
+      expect(d.waves[0].targets[0]).toMatchObject({ name: 'web-1', state: 'rolled_back' });
+      expect(d.reason).toContain('1 of 3 target(s) failed');
+      expect(agents[0]?.ran.at(-1)).toEqual({ kind: 'rollback', version: null });
+      expect(agents[1]?.ran.filter((r) => r.version === '2.0.0')).toEqual([]);
     });
 
     it('abort stops a deployment where it is', async () => {

@@ -261,7 +261,8 @@ export class DeploymentEngine {
           .where('id', '=', id)
           .executeTakeFirstOrThrow();
         if (d.lease_owner !== this.owner || d.fencing !== this.fencing.get(id)) throw new LeaseLost();
-        const synced = await this.sync(uow, d, wake);
+        const synced =
+          (await this.sync(uow, d, wake)) || (d.state === 'running' && (await this.verifyBaking(uow, d)));
         const snapshot = await this.snapshot(uow, d);
         const decision = decide(snapshot);
         if (decision.kind === 'wait') return synced ? 'applied' : 'waited';
@@ -274,6 +275,63 @@ export class DeploymentEngine {
     for (const target of wake) this.deps.steps.wake(target);
     if (result !== 'waited' && result !== 'needs_gate') this.changed.emit('changed', id);
     return { kind: result };
+  }
+
+  /**
+   * Verification during a bake: an exception event on a target of the baking wave, since the wave
+   * started, makes that target `unhealthy` — a failure for the halt rule, rolled back like a success.
+   */
+  private async verifyBaking(uow: UnitOfWork, d: DeploymentsTable): Promise<boolean> {
+    const waves = await uow.db
+      .selectFrom('deployment_waves')
+      .select(['wave_index', 'started_at'])
+      .where('deployment_id', '=', d.id)
+      .where('state', '=', 'baking')
+      .execute();
+    let changed = false;
+    for (const w of waves) {
+      const targets = await uow.db
+        .selectFrom('deployment_targets')
+        .select(['target_id', 'target_name'])
+        .where('deployment_id', '=', d.id)
+        .where('wave_index', '=', w.wave_index)
+        .where('state', '=', 'succeeded')
+        .execute();
+      if (targets.length === 0) continue;
+      const events = await uow.db
+        .selectFrom('events')
+        .select(['subject', 'message'])
+        .where('severity', '=', 'exception')
+        .where('at', '>=', w.started_at ?? d.created_at)
+        .where(
+          'subject',
+          'in',
+          targets.map((t) => `target:${t.target_id}`),
+        )
+        .orderBy('at')
+        .execute();
+      for (const t of targets) {
+        const event = events.find((e) => e.subject === `target:${t.target_id}`);
+        if (!event) continue;
+        changed = true;
+        await uow.db
+          .updateTable('deployment_targets')
+          .set({
+            state: 'unhealthy',
+            message: `exception during the bake: ${event.message}`,
+            updated_at: uow.now.toISOString(),
+          })
+          .where('deployment_id', '=', d.id)
+          .where('target_id', '=', t.target_id)
+          .execute();
+        await uow.audit({
+          action: 'deployment.target_unhealthy',
+          subject: `deployment:${d.id}`,
+          details: { number: `DEP-${d.number}`, target: t.target_name, event: event.message },
+        });
+      }
+    }
+    return changed;
   }
 
   /** Brings targets up to date with their steps; queues each target's next step. */
