@@ -26,6 +26,8 @@ import type { Database } from './db/database.ts';
 import { registerDeploymentRoutes } from './deployments/deployment-routes.ts';
 import { DeploymentService } from './deployments/deployment-service.ts';
 import { DeploymentEngine } from './deployments/engine.ts';
+import { registerPipelineRoutes } from './deployments/pipeline-routes.ts';
+import { PipelineService } from './deployments/pipeline-service.ts';
 import { registerArtifactRoutes } from './dml/artifact-routes.ts';
 import { ArtifactService } from './dml/artifact-service.ts';
 import type { FsBlobStore } from './dml/fs-blob-store.ts';
@@ -287,11 +289,17 @@ export async function createApp(deps: AppDeps): Promise<App> {
     leaseMs: deps.deployLeaseMs,
   });
   steps.onSettled = () => engine.kick();
-  registerDeploymentRoutes(
-    app,
-    new DeploymentService({ ...tx, changes, releases, kick: () => engine.kick() }),
-    engine,
-  );
+  const deployments = new DeploymentService({ ...tx, changes, releases, kick: () => engine.kick() });
+  registerDeploymentRoutes(app, deployments, engine);
+  const pipelines = new PipelineService({ ...tx, changes, releases, deployments });
+  engine.afterPass = () => pipelines.advance();
+  releases.onCreated = (id) => {
+    pipelines.releaseCreated(id).then(
+      () => engine.kick(),
+      () => undefined,
+    );
+  };
+  registerPipelineRoutes(app, pipelines);
   app.decorate('engine', engine);
   app.addHook('onClose', async () => engine.stop());
 

@@ -140,6 +140,11 @@ const EXPECTED: Record<string, 'public' | 'agent' | readonly Role[]> = {
   'POST /api/v1/deployments/:id/approve-wave': HARDWARE_KEEPERS,
   'POST /api/v1/deployments/:id/retry-failed': HARDWARE_KEEPERS,
   'POST /api/v1/deployments/:id/rollback': HARDWARE_KEEPERS,
+  'GET /api/v1/pipelines': READERS,
+  'GET /api/v1/pipelines/:name': READERS,
+  'POST /api/v1/pipelines': HARDWARE_KEEPERS,
+  'POST /api/v1/pipelines/:name/runs': HARDWARE_KEEPERS,
+  'POST /api/v1/pipeline-runs/:id/approve': HARDWARE_KEEPERS,
 };
 
 function concreteUrl(url: string): string {

@@ -562,6 +562,39 @@ export const MIGRATIONS: Record<string, Migration> = {
         .execute();
     },
   },
+  '0008-pipelines': {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('pipelines')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull().unique())
+        .addColumn('release_name', 'text', (c) => c.notNull())
+        .addColumn('stages', 'text', (c) => c.notNull())
+        .addColumn('auto_start', 'integer', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('created_by_id', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('pipeline_runs')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('pipeline_id', 'text', (c) => c.notNull().references('pipelines.id'))
+        .addColumn('release_id', 'text', (c) => c.notNull().references('releases.id'))
+        .addColumn('stage', 'integer', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('deployment_id', 'text')
+        .addColumn('change_id', 'text')
+        .addColumn('soak_until', 'text')
+        .addColumn('reason', 'text')
+        .addColumn('history', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .addUniqueConstraint('pipeline_runs_once', ['pipeline_id', 'release_id'])
+        .execute();
+      await db.schema.createIndex('pipeline_runs_state').on('pipeline_runs').column('state').execute();
+    },
+  },
 };
 
 class InCodeMigrationProvider implements MigrationProvider {

@@ -473,6 +473,37 @@ export interface DeploymentTargetsTable {
   updated_at: string;
 }
 
+export interface PipelinesTable {
+  id: string;
+  name: string;
+  /** Runs start for releases of this name. */
+  release_name: string;
+  /** JSON [{environment, strategy, options, soakSeconds, template, requireEvidence}] */
+  stages: string;
+  auto_start: number;
+  created_by: string;
+  created_by_id: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface PipelineRunsTable {
+  id: string;
+  pipeline_id: string;
+  release_id: string;
+  /** Index of the stage being worked on. */
+  stage: number;
+  state: string;
+  deployment_id: string | null;
+  change_id: string | null;
+  soak_until: string | null;
+  reason: string | null;
+  /** JSON [{at, stage, event, detail}] */
+  history: string;
+  created_at: string;
+  updated_at: string;
+}
+
 export interface Tables {
   users: UsersTable;
   api_tokens: ApiTokensTable;
@@ -511,4 +542,6 @@ export interface Tables {
   deployments: DeploymentsTable;
   deployment_waves: DeploymentWavesTable;
   deployment_targets: DeploymentTargetsTable;
+  pipelines: PipelinesTable;
+  pipeline_runs: PipelineRunsTable;
 }

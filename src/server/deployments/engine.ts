@@ -135,11 +135,15 @@ export class DeploymentEngine {
     }
   }
 
+  /** Run after every pass (the pipelines move their runs on). */
+  afterPass: (() => Promise<void>) | undefined;
+
   private async passes(): Promise<void> {
     do {
       this.again = false;
       try {
         await this.tick();
+        await this.afterPass?.();
       } catch {
         // A failed pass (database away) is retried on the next interval.
       }

@@ -75,6 +75,9 @@ type ComponentInput = CreateReleaseRequest['components'][number];
 export class ReleaseService {
   constructor(private readonly deps: TransactionDeps) {}
 
+  /** Told after a release is made (pipelines start their runs). */
+  onCreated: ((releaseId: string) => void) | undefined;
+
   async list(filter: { name?: string | undefined }): Promise<Release[]> {
     let query = this.deps.database.db.selectFrom('releases').selectAll();
     if (filter.name) query = query.where('name', '=', filter.name);
@@ -89,7 +92,7 @@ export class ReleaseService {
 
   async create(by: Principal, input: CreateReleaseRequest): Promise<Release> {
     try {
-      return await inTransaction(this.deps, actorOf(by), async (uow) => {
+      const made = await inTransaction(this.deps, actorOf(by), async (uow) => {
         const components = await resolvePieces(uow.db, input.components);
         const now = uow.now.toISOString();
         const row: ReleasesTable = {
@@ -112,6 +115,8 @@ export class ReleaseService {
         });
         return this.hydrate(row, uow.db);
       });
+      this.onCreated?.(made.id);
+      return made;
     } catch (error) {
       if (isUniqueViolation(error))
         throw new GantryError(
