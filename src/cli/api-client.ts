@@ -79,6 +79,16 @@ export class ApiClient {
     return response;
   }
 
+  /**
+   * Opens a long-lived stream (server-sent events) with no time limit; aborting `signal` closes it.
+   * A refusal is a CliError like any request.
+   */
+  async stream(path: string, accept: string, signal: AbortSignal): Promise<Response> {
+    const response = await this.send('GET', this.url(path), { accept }, null, 0, signal);
+    if (!response.ok) await this.fail(response);
+    return response;
+  }
+
   private url(path: string, query?: Query): URL {
     const url = new URL(this.baseUrl + path);
     for (const [key, value] of Object.entries(query ?? {})) {
@@ -95,6 +105,7 @@ export class ApiClient {
     extra: Record<string, string>,
     body: string | ReadableStream | null,
     timeoutMs: number,
+    signal?: AbortSignal,
   ): Promise<Response> {
     const headers: Record<string, string> = { accept: 'application/json', ...extra };
     if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
@@ -104,7 +115,7 @@ export class ApiClient {
         headers,
         body,
         ...(body instanceof ReadableStream ? { duplex: 'half' } : {}),
-        ...(timeoutMs > 0 ? { signal: AbortSignal.timeout(timeoutMs) } : {}),
+        ...(timeoutMs > 0 ? { signal: AbortSignal.timeout(timeoutMs) } : signal ? { signal } : {}),
       } as RequestInit);
     } catch (error) {
       const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name;

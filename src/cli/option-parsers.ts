@@ -88,3 +88,40 @@ export function utc(iso: string): string {
   const at = DateTime.fromISO(iso, { zone: 'utc' });
   return at.isValid ? `${at.toFormat('yyyy-MM-dd HH:mm')}Z` : iso;
 }
+
+/** `0`, `45s`, `5m`, `1h30m`, `2d` → seconds. A unit is required (except for 0), so `5` is never misread. */
+export function parseSeconds(text: string, flag: string): number {
+  const trimmed = text.trim();
+  if (trimmed === '0') return 0;
+  const parts = /^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(trimmed);
+  if (!parts || trimmed === '')
+    throw new CliError(
+      EXIT.usage,
+      `${flag} '${text}' is not a duration: write it with a unit, e.g. 30s, 5m, 1h30m, 2d (or 0).`,
+    );
+  return (
+    Number(parts[1] ?? 0) * 86_400 +
+    Number(parts[2] ?? 0) * 3600 +
+    Number(parts[3] ?? 0) * 60 +
+    Number(parts[4] ?? 0)
+  );
+}
+
+/** Seconds as the shortest exact text: 300 → `5m`, 5400 → `1h30m`, 0 → `0s`. */
+export function formatSeconds(seconds: number): string {
+  if (seconds <= 0) return '0s';
+  const units: Array<[string, number]> = [
+    ['d', 86_400],
+    ['h', 3600],
+    ['m', 60],
+    ['s', 1],
+  ];
+  let left = seconds;
+  let out = '';
+  for (const [unit, size] of units) {
+    const n = Math.floor(left / size);
+    if (n > 0) out += `${n}${unit}`;
+    left -= n * size;
+  }
+  return out;
+}

@@ -9,6 +9,7 @@ import { addAgentCommand } from './commands/agent-command.ts';
 import { addArtifactCommands } from './commands/artifact-commands.ts';
 import { addAuditCommands } from './commands/audit-commands.ts';
 import { addChangeCommands } from './commands/change-commands.ts';
+import { addDeployCommands } from './commands/deploy-commands.ts';
 import { addFlagCommands } from './commands/flag-commands.ts';
 import { addHardwareCommands } from './commands/hardware-commands.ts';
 import { addInventoryCommands } from './commands/inventory-commands.ts';
@@ -48,6 +49,7 @@ export function buildProgram(ctx: CliContext): Command {
   addChangeCommands(program, ctx);
   addScheduleCommands(program, ctx);
   addFlagCommands(program, ctx);
+  addDeployCommands(program, ctx);
   // Every level (`gantry release lifecycle set`) reports through runCli, never exits by itself.
   const override = (parent: Command) => {
     for (const command of parent.commands) {

@@ -32,7 +32,15 @@ export const FINAL_DEPLOYMENT_STATES: readonly DeploymentState[] = [
   'frozen',
 ];
 
-export type WaveState = 'pending' | 'running' | 'baking' | 'awaiting_approval' | 'succeeded';
+/** `stopped`: it ran, then the deployment halted or was rolled back; `skipped`: it never started. */
+export type WaveState =
+  | 'pending'
+  | 'running'
+  | 'baking'
+  | 'awaiting_approval'
+  | 'succeeded'
+  | 'stopped'
+  | 'skipped';
 export type TargetState =
   | 'pending'
   | 'installing'

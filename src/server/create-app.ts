@@ -289,7 +289,13 @@ export async function createApp(deps: AppDeps): Promise<App> {
     leaseMs: deps.deployLeaseMs,
   });
   steps.onSettled = () => engine.kick();
-  const deployments = new DeploymentService({ ...tx, changes, releases, kick: () => engine.kick() });
+  const deployments = new DeploymentService({
+    ...tx,
+    changes,
+    releases,
+    kick: () => engine.kick(),
+    changed: (id) => engine.changed.emit('changed', id),
+  });
   registerDeploymentRoutes(app, deployments, engine);
   const pipelines = new PipelineService({ ...tx, changes, releases, deployments });
   engine.afterPass = () => pipelines.advance();

@@ -1,5 +1,6 @@
 /** /api/v1/deployments: create, list, show, act, and the live progress stream. */
 import { Type } from '@sinclair/typebox';
+import { DEPLOYMENT_STATES } from '../../core/deployments.ts';
 import { STRATEGIES } from '../../core/strategies.ts';
 import { Selector } from '../../protocol/changes.ts';
 import { Line, Strict } from '../../protocol/common.ts';
@@ -81,7 +82,7 @@ export function registerDeploymentRoutes(
         tags: ['deployments'],
         summary: 'List deployments, newest first',
         querystring: Strict({
-          state: Type.Optional(Line({ maxLength: 20 })),
+          state: Type.Optional(Type.Union(DEPLOYMENT_STATES.map((s) => Type.Literal(s)))),
           environment: Type.Optional(EnvironmentName),
         }),
       },

@@ -33,6 +33,8 @@ export interface DeploymentServiceDeps extends TransactionDeps {
   releases: ReleaseService;
   /** Told when a deployment needs the engine's attention now. */
   kick: (deploymentId: string) => void;
+  /** Told when a person changed a deployment (the live progress stream listens). */
+  changed?: ((deploymentId: string) => void) | undefined;
 }
 
 export interface CreateDeployment {
@@ -352,7 +354,13 @@ export class DeploymentService {
             .where('state', '!=', 'succeeded')
             .orderBy('wave_index')
             .executeTakeFirst();
-          if (wave?.gate !== 'manual' || wave.approved_by) throw refuse('no wave is waiting for approval');
+          // A manual gate may be approved while its wave bakes or once it waits, not before.
+          if (
+            wave?.gate !== 'manual' ||
+            wave.approved_by ||
+            (wave.state !== 'baking' && wave.state !== 'awaiting_approval')
+          )
+            throw refuse('no wave is waiting for approval (a manual gate opens once its wave has run)');
           await uow.db
             .updateTable('deployment_waves')
             .set({ approved_by: actorOf(by).actor })
@@ -401,6 +409,7 @@ export class DeploymentService {
       return d.id;
     });
     this.deps.kick(id);
+    this.deps.changed?.(id);
     return this.view(this.deps.database.db, id);
   }
 

@@ -131,6 +131,8 @@ for (const kind of testDatabases()) {
         ['wave 1', 1],
         ['wave 2', 2],
       ]);
+      const early = await act(made.body.id, 'approve-wave');
+      expect(early.status).toBe(409); // its wave has not run yet
       await settle();
       let d = await show(made.body.id);
       expect(d.waves[0]).toMatchObject({ state: 'baking' });
@@ -151,6 +153,15 @@ for (const kind of testDatabases()) {
         ]);
       const ledger = await t.call('GET', '/api/v1/ledger?environment=production', { token: deployer });
       expect(JSON.stringify(ledger.body)).toContain('1.0.0');
+      const web = (
+        await t.call('GET', '/api/v1/artifacts?component=web&version=1.0.0', { token: ADMIN_TOKEN })
+      ).body.artifacts[0];
+      const usage = await t.call('GET', `/api/v1/artifacts/${web.id}/usage`, { token: deployer });
+      expect(usage.body).toMatchObject({
+        releases: ['release shop@1.0.0'],
+        deployments: [`deployment ${d.number} (succeeded)`],
+        targets: ['web-1', 'web-2', 'web-3'],
+      });
       const release = await t.call('GET', '/api/v1/releases/shop@1.0.0', { token: deployer });
       expect(release.body.lifecycle[0]).toMatchObject({
         outcome: 'succeeded',
@@ -393,6 +404,7 @@ for (const kind of testDatabases()) {
       await settle();
       const d = await show(made.body.id);
       expect(d.state).toBe('rolled_back');
+      expect(d.waves.map((w: { state: string }) => w.state)).toEqual(['stopped', 'skipped']);
       expect(d.waves[0].targets[0]).toMatchObject({ name: 'web-1', state: 'rolled_back' });
       expect(d.reason).toContain('1 of 3 target(s) failed');
       expect(agents[0]?.ran.at(-1)).toEqual({ kind: 'rollback', version: null });

@@ -340,11 +340,16 @@ export class DeploymentEngine {
 
   /** Brings targets up to date with their steps; queues each target's next step. */
   private async sync(uow: UnitOfWork, d: DeploymentsTable, wake: Set<string>): Promise<boolean> {
+    // Only the targets with something to do: to be queued again, or whose step has finished. The
+    // database does the matching, so a pass costs what has changed, not the size of the deployment.
     const targets = await uow.db
-      .selectFrom('deployment_targets')
-      .selectAll()
-      .where('deployment_id', '=', d.id)
-      .where('state', 'in', [...IN_FLIGHT])
+      .selectFrom('deployment_targets as t')
+      .leftJoin('steps as s', 's.id', 't.step_id')
+      .selectAll('t')
+      .select(['s.state as step_state', 's.message as step_message'])
+      .where('t.deployment_id', '=', d.id)
+      .where('t.state', 'in', [...IN_FLIGHT])
+      .where((eb) => eb.or([eb('t.state', '=', 'retry'), eb('s.state', 'in', ['succeeded', 'failed'])]))
       .execute();
     if (targets.length === 0) return false;
     const release = await uow.db
@@ -357,16 +362,6 @@ export class DeploymentEngine {
       ...packages.map((p) => ({ kind: 'install' as const, ...p })),
       ...packages.map((p) => ({ kind: 'activate' as const, ...p })),
     ];
-    const steps = await uow.db
-      .selectFrom('steps')
-      .select(['id', 'state', 'message'])
-      .where(
-        'id',
-        'in',
-        targets.map((t) => t.step_id ?? ''),
-      )
-      .execute();
-    const stepById = new Map(steps.map((s) => [s.id, s]));
     // Rolling back, aborted or frozen: what is in flight finishes, nothing new starts.
     const stopping = d.state === 'aborted' || d.state === 'frozen' || d.state === 'rolling_back';
     let changed = false;
@@ -400,7 +395,7 @@ export class DeploymentEngine {
         progress = 0;
         activated = [];
       } else {
-        const step = stepById.get(stepId ?? '');
+        const step = t.step_state === null ? undefined : { state: t.step_state, message: t.step_message };
         if (!step || step.state === 'queued' || step.state === 'running') continue;
         if (state === 'rolling_back') {
           const order = [...activated].reverse();
@@ -523,6 +518,21 @@ export class DeploymentEngine {
         .set({ state, reason, updated_at: now, ...extra })
         .where('id', '=', d.id)
         .execute();
+      if (['rolled_back', 'failed', 'frozen', 'rolling_back'].includes(state)) {
+        // The plan beside the outcome: waves that ran stop, waves that never started are skipped.
+        await uow.db
+          .updateTable('deployment_waves')
+          .set({ state: 'stopped', finished_at: now })
+          .where('deployment_id', '=', d.id)
+          .where('state', 'in', ['running', 'baking', 'awaiting_approval'])
+          .execute();
+        await uow.db
+          .updateTable('deployment_waves')
+          .set({ state: 'skipped' })
+          .where('deployment_id', '=', d.id)
+          .where('state', '=', 'pending')
+          .execute();
+      }
       await uow.audit({
         action: `deployment.${state}`,
         subject: `deployment:${d.id}`,
@@ -616,12 +626,26 @@ export class DeploymentEngine {
           details: { number, wave: decision.wave + 1 },
         });
         return;
-      case 'complete':
-        await setState('succeeded', null, { finished_at: now });
+      case 'complete': {
+        // Within the halt rule some targets may have failed: the deployment succeeded, and says so.
+        const failed = await uow.db
+          .selectFrom('deployment_targets')
+          .select('target_name')
+          .where('deployment_id', '=', d.id)
+          .where('state', 'in', ['failed', 'unhealthy'])
+          .execute();
+        await setState(
+          'succeeded',
+          failed.length
+            ? `${failed.length} target(s) failed within the halt rule: ${failed.map((f) => f.target_name).join(', ')}`
+            : null,
+          { finished_at: now },
+        );
         await this.recordOutcome(uow, d, 'succeeded');
         if (d.change_id) await changeTransition(uow, d.change_id, 'complete', `${number} succeeded`);
         await this.compareWithApproved(uow, d, number);
         return;
+      }
       case 'halt': {
         const onFailure = d.on_failure as OnFailure;
         await events.record({
@@ -680,7 +704,7 @@ export class DeploymentEngine {
           });
           await uow.db
             .updateTable('deployment_targets')
-            .set({ state: 'rolling_back', progress: 0, step_id: stepId, updated_at: now })
+            .set({ state: 'rolling_back', progress: 0, step_id: stepId, message: null, updated_at: now })
             .where('deployment_id', '=', d.id)
             .where('target_id', '=', t.target_id)
             .execute();

@@ -149,7 +149,10 @@ for (const kind of testDatabases()) {
       await settle();
       r = await run();
       expect(r.state).toBe('succeeded');
-      expect(r.history.map((h: { event: string; detail: string }) => `${h.event}`), JSON.stringify(r.history)).toEqual([
+      expect(
+        r.history.map((h: { event: string; detail: string }) => `${h.event}`),
+        JSON.stringify(r.history),
+      ).toEqual([
         'started',
         'deploying',
         'deployed',

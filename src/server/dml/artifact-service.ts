@@ -393,19 +393,37 @@ export class ArtifactService {
             )
             .where('state', 'not in', ['closed', 'cancelled', 'rejected'])
             .execute();
-    const targets = await db
+    const deployments =
+      releases.length === 0
+        ? []
+        : await db
+            .selectFrom('deployments')
+            .select(['number', 'state'])
+            .where(
+              'release_id',
+              'in',
+              releases.map((r) => r.id),
+            )
+            .orderBy('number')
+            .execute();
+    // The targets whose latest ledger entry for the component is this artifact: they run it now.
+    const entries = await db
       .selectFrom('ledger_entries as l')
       .innerJoin('targets as t', 't.id', 'l.target_id')
-      .select(['t.name', 'l.at'])
+      .select(['t.name', 'l.digest', 'l.at', 'l.id'])
       .where('l.component', '=', artifact.component)
-      .where('l.digest', '=', digest)
       .where('t.retired_at', 'is', null)
+      .orderBy('l.at')
+      .orderBy('l.id')
       .execute();
+    const latest = new Map<string, string | null>();
+    for (const e of entries) latest.set(e.name, e.digest);
+    const targets = [...latest].filter(([, d]) => d === digest).map(([name]) => ({ name }));
     return {
       releases: releases.map((r) => `release ${r.name}@${r.version}`),
       changes: changes.map((c) => `change CHG-${c.number} (${c.state})`),
-      deployments: [],
-      targets: [...new Set(targets.map((t) => t.name))],
+      deployments: deployments.map((d) => `deployment DEP-${d.number} (${d.state})`),
+      targets: targets.map((t) => t.name).sort(),
     };
   }
 

@@ -197,6 +197,16 @@ export class StepService {
    * restart it continues there), or else the oldest queued one, which becomes running.
    */
   async next(agent: AgentIdentity): Promise<Step | null> {
+    // Most asks find nothing (a long-poll waking to look again): look first without a write
+    // transaction, which would take the audit-chain lock every writer in every replica waits for.
+    const any = await this.deps.database.db
+      .selectFrom('steps')
+      .select('id')
+      .where('target_id', '=', agent.targetId)
+      .where('state', 'in', ['queued', 'running'])
+      .limit(1)
+      .executeTakeFirst();
+    if (!any) return null;
     return inTransaction(this.deps, { actor: `agent:${agent.targetName}`, source: null }, async (uow) => {
       const running = await uow.db
         .selectFrom('steps')
@@ -289,6 +299,13 @@ export class StepService {
       if (input.outcome === 'succeeded' && input.active) {
         const previous = await activeVersion(uow.db, agent.targetId, input.active.component);
         if (previous !== input.active.version) {
+          // The digest of what now runs, so the media library can say which targets run an artifact.
+          const artifact = await uow.db
+            .selectFrom('artifacts')
+            .select('digest')
+            .where('component', '=', input.active.component)
+            .where('version', '=', input.active.version)
+            .executeTakeFirst();
           await uow.db
             .insertInto('ledger_entries')
             .values({
@@ -296,7 +313,7 @@ export class StepService {
               target_id: agent.targetId,
               component: input.active.component,
               version: input.active.version,
-              digest: null,
+              digest: artifact ? `sha256:${artifact.digest}` : null,
               previous_version: previous,
               source: 'step',
               reference: stepId,
