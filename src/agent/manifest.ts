@@ -25,6 +25,11 @@ export interface Manifest {
   stop?: string;
   health?: HealthCheck;
   env: Record<string, string>;
+  /**
+   * `start` is the service itself (it stays in the foreground): the agent runs it, restarts it
+   * with backoff when it exits, and stops it with SIGTERM; `stop` is not needed.
+   */
+  supervise?: boolean;
 }
 
 export class ManifestError extends Error {
@@ -34,7 +39,7 @@ export class ManifestError extends Error {
   }
 }
 
-const KEYS = new Set(['install', 'start', 'stop', 'health', 'env']);
+const KEYS = new Set(['install', 'start', 'stop', 'health', 'env', 'supervise']);
 
 /** Reads the manifest of an unpacked release, or undefined when it has none. */
 export async function readManifest(releaseDir: string): Promise<Manifest | undefined> {
@@ -76,6 +81,10 @@ export function parseManifest(text: string): Manifest {
     return v;
   };
   const manifest: Manifest = { env: {} };
+  if (raw.supervise !== undefined) {
+    if (typeof raw.supervise !== 'boolean') throw new ManifestError("'supervise' must be true or false");
+    manifest.supervise = raw.supervise;
+  }
   for (const key of ['install', 'start', 'stop'] as const) {
     const c = command(key);
     if (c !== undefined) manifest[key] = c;
@@ -112,5 +121,7 @@ export function parseManifest(text: string): Manifest {
     else throw new ManifestError("'health' must have http (a URL) or command");
     manifest.health = check;
   }
+  if (manifest.supervise && !manifest.start)
+    throw new ManifestError("'supervise: true' needs 'start', the service to run");
   return manifest;
 }

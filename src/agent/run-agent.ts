@@ -10,7 +10,8 @@ import type { Logger } from 'pino';
 import { type Failpoints, NO_FAILPOINTS } from '../support/failpoints.ts';
 import { type AgentState, readState, statePath, writeState } from './agent-state.ts';
 import { readText, send } from './http-client.ts';
-import { recover, runStep, type StepToRun } from './steps.ts';
+import { recover, runStep, type StepToRun, superviseActive } from './steps.ts';
+import { Supervisor } from './supervisor.ts';
 
 export interface AgentOptions {
   server: string | undefined;
@@ -140,7 +141,9 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   let state = await ensureEnrolled(options);
   const server = options.server ?? state.server;
   const failpoints = options.failpoints ?? NO_FAILPOINTS;
-  const recovered = await recover({ server, dataDir: options.dataDir, state, failpoints });
+  const supervisor = new Supervisor(options.dataDir);
+  const recovered = await recover({ server, dataDir: options.dataDir, state, failpoints, supervisor });
+  await superviseActive({ server, dataDir: options.dataDir, state, failpoints, supervisor });
   if (recovered) options.logger.warn({ recovered }, 'an activation was interrupted and has been undone');
   // A token given to an agent that was already enrolled is kept for one re-enrollment.
   let tokenUsed = !hadState || options.enrollToken === undefined;
@@ -172,7 +175,10 @@ export async function runAgent(options: AgentOptions): Promise<void> {
         { step: step.id, kind: step.kind, component: step.component, version: step.version },
         'running step',
       );
-      const outcome = await runStep({ server, dataDir: options.dataDir, state, failpoints }, step);
+      const outcome = await runStep(
+        { server, dataDir: options.dataDir, state, failpoints, supervisor },
+        step,
+      );
       options.logger.info(
         { step: step.id, outcome: outcome.outcome, message: outcome.message },
         'step finished',
@@ -188,7 +194,8 @@ export async function runAgent(options: AgentOptions): Promise<void> {
           status: 0,
           body: { error: { message: error.message } },
         }));
-        if (sent.status === 200 || sent.status === 401 || sent.status === 404 || sent.status === 409) break;
+        // Retried only while the server is away or failing; a refusal (4xx) will not change.
+        if (sent.status >= 200 && sent.status < 500 && sent.status !== 429) break;
         await new Promise((resolve) => setTimeout(resolve, Math.min(30_000, 500 * 2 ** attempt)));
         if (stopped) return;
       }

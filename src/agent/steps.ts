@@ -14,10 +14,11 @@ import { type AgentState, writeState } from './agent-state.ts';
 import { checkHealth, runHook } from './hooks.ts';
 import { send } from './http-client.ts';
 import type { Manifest } from './manifest.ts';
+import type { Supervisor } from './supervisor.ts';
 
 export interface StepToRun {
   id: string;
-  kind: 'install' | 'activate' | 'rollback' | 'remove';
+  kind: 'install' | 'activate' | 'rollback' | 'remove' | 'logs';
   component: string;
   version: string | null;
   digest: string | null;
@@ -36,6 +37,7 @@ export interface StepContext {
   dataDir: string;
   state: AgentState;
   failpoints: Failpoints;
+  supervisor: Supervisor;
 }
 
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
@@ -71,6 +73,8 @@ export async function runStep(ctx: StepContext, step: StepToRun): Promise<StepOu
         };
       return activate(ctx, step.component, previous, releases);
     }
+    case 'logs':
+      return logsOf(ctx, step.component);
     case 'remove': {
       if (ctx.state.components?.[step.component]?.current === step.version) {
         return {
@@ -212,7 +216,8 @@ async function activate(
   ctx.state.pending = { component, version, before, phase: 'switching' };
   writeState(ctx.dataDir, ctx.state);
   if (before !== version) {
-    if (before && old?.stop) {
+    if (before && old?.supervise) await ctx.supervisor.stop(component);
+    else if (before && old?.stop) {
       const failed = await runHook(hooks(before, old), 'stop', old.stop);
       if (failed) {
         clearPending(ctx);
@@ -228,7 +233,10 @@ async function activate(
   }
   ctx.state.pending = { component, version, before, phase: 'checking' };
   writeState(ctx.dataDir, ctx.state);
-  const started = next?.start ? await runHook(hooks(version, next), 'start', next.start) : null;
+  let started: string | null = null;
+  if (next?.start && next.supervise) {
+    ctx.supervisor.start(component, version, path.join(releases, version), next.start, next.env);
+  } else if (next?.start) started = await runHook(hooks(version, next), 'start', next.start);
   const unhealthy = started ?? (next?.health ? await checkHealth(hooks(version, next), next.health) : null);
   await ctx.failpoints.hit('agent.during_health');
   if (unhealthy) {
@@ -266,7 +274,8 @@ async function putBack(
   const link = path.join(releases, 'current');
   const manifestOf = async (v: string) => readManifest(path.join(releases, v)).catch(() => undefined);
   const next = await manifestOf(version);
-  if (next?.stop)
+  if (next?.supervise) await ctx.supervisor.stop(component);
+  else if (next?.stop)
     await runHook(
       { dataDir: ctx.dataDir, component, releaseDir: path.join(releases, version), env: next.env },
       'stop',
@@ -276,7 +285,9 @@ async function putBack(
   if (before && before !== version) {
     await switchLink(link, before);
     const old = await manifestOf(before);
-    if (old?.start)
+    if (old?.start && old.supervise)
+      ctx.supervisor.start(component, before, path.join(releases, before), old.start, old.env);
+    else if (old?.start)
       await runHook(
         { dataDir: ctx.dataDir, component, releaseDir: path.join(releases, before), env: old.env },
         'start',
@@ -322,4 +333,34 @@ async function switchLink(link: string, version: string): Promise<void> {
   await rm(temp, { force: true });
   await symlink(version, temp);
   await rename(temp, link);
+}
+
+/** The last lines of a component's log (its service's output and the agent's notes), at most 64 KiB. */
+async function logsOf(ctx: StepContext, component: string): Promise<StepOutcome> {
+  const file = path.join(ctx.dataDir, 'logs', `${component}.log`);
+  const { open } = await import('node:fs/promises');
+  const handle = await open(file, 'r').catch(() => null);
+  if (!handle) return { outcome: 'succeeded', message: `(no log for ${component} yet)` };
+  try {
+    const { size } = await handle.stat();
+    const length = Math.min(size, 64 * 1024);
+    const buffer = Buffer.alloc(length);
+    await handle.read(buffer, 0, length, size - length);
+    let text = buffer.toString('utf8');
+    if (length < size) text = text.slice(text.indexOf('\n') + 1);
+    return { outcome: 'succeeded', message: text };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** After the agent starts: every supervised service of an active version runs (or is adopted). */
+export async function superviseActive(ctx: StepContext): Promise<void> {
+  for (const [component, known] of Object.entries(ctx.state.components ?? {})) {
+    if (!known.current || !SAFE_NAME.test(component)) continue;
+    const dir = path.join(ctx.dataDir, 'releases', component, known.current);
+    const manifest = await readManifest(dir).catch(() => undefined);
+    if (manifest?.supervise && manifest.start)
+      ctx.supervisor.start(component, known.current, dir, manifest.start, manifest.env);
+  }
 }

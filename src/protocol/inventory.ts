@@ -1,6 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN, NAME_PATTERN } from '../core/inventory.ts';
-import { Id, Line, Nullable, Strict, Timestamp } from './common.ts';
+import { Id, Line, MULTI_LINE, Nullable, Strict, Timestamp } from './common.ts';
 
 export const InventoryName = Type.String({
   pattern: NAME_PATTERN,
@@ -187,6 +187,7 @@ export const StepKindSchema = Type.Union([
   Type.Literal('activate'),
   Type.Literal('rollback'),
   Type.Literal('remove'),
+  Type.Literal('logs'),
 ]);
 export const StepSchema = Strict({
   id: Id,
@@ -218,7 +219,8 @@ export const NextStepQuery = Strict({
 });
 export const StepResultRequest = Strict({
   outcome: Type.Union([Type.Literal('succeeded'), Type.Literal('failed')]),
-  message: Type.Optional(Line({ maxLength: 2000 })),
+  /** What happened; for a `logs` step, the log's last lines (up to 64 KiB). */
+  message: Type.Optional(Type.String({ maxLength: 70_000, pattern: MULTI_LINE })),
   active: Type.Optional(
     Strict({ component: InventoryName, version: Line({ minLength: 1, maxLength: 100 }) }),
   ),

@@ -528,6 +528,42 @@ export function addInventoryCommands(program: Command, ctx: CliContext): void {
         );
       },
     );
+  targets
+    .command('logs')
+    .description(
+      'The last lines of a component’s log on a target: its supervised service’s output and the agent’s notes',
+    )
+    .argument('<target>', 'name or id')
+    .requiredOption('--component <name>', 'component')
+    .option('--wait <seconds>', 'how long to wait for the agent', '30')
+    .action(async (ref: string, o: { component: string; wait: string }, command: Command) => {
+      const client = ctx.client(command);
+      const target = encodeURIComponent(ref);
+      const step = await client.request<StepView>('POST', `/api/v1/targets/${target}/steps`, {
+        kind: 'logs',
+        component: o.component,
+      });
+      const until = Date.now() + Number(o.wait) * 1000;
+      for (;;) {
+        const { steps: all } = await client.request<{ steps: StepView[] }>(
+          'GET',
+          `/api/v1/targets/${target}/steps`,
+        );
+        const done = all.find((x) => x.id === step.id);
+        if (done && (done.state === 'succeeded' || done.state === 'failed')) {
+          ctx.out(command, done, () => (done.message ?? '').replace(/\n?$/, '\n'));
+          if (done.state === 'failed')
+            throw new CliError(EXIT.refused, done.message ?? 'the agent could not read the log');
+          return;
+        }
+        if (Date.now() > until)
+          throw new CliError(
+            EXIT.unreachable,
+            `The agent of ${ref} did not answer within ${o.wait} s (is it online? see gantry targets show ${ref}).`,
+          );
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    });
   steps
     .command('list')
     .description('A target’s steps, oldest first, with their outcome')

@@ -14,7 +14,8 @@ import type { AgentIdentity } from './enrollment-service.ts';
 import type { InventoryService } from './inventory-service.ts';
 import { activeVersion } from './ledger-service.ts';
 
-export const STEP_KINDS = ['install', 'activate', 'rollback', 'remove'] as const;
+/** `logs` asks the agent for the last lines of a component's log (its service's output). */
+export const STEP_KINDS = ['install', 'activate', 'rollback', 'remove', 'logs'] as const;
 export type StepKind = (typeof STEP_KINDS)[number];
 
 export interface Step {
@@ -68,7 +69,7 @@ export class StepService {
   ): Promise<Step> {
     const target = await this.inventory.target(by, targetRef);
     if (target.state === 'retired') throw new GantryError('CONFLICT', `Target '${target.name}' is retired.`);
-    if (input.kind !== 'rollback' && input.version === undefined) {
+    if (input.kind !== 'rollback' && input.kind !== 'logs' && input.version === undefined) {
       throw new GantryError('VALIDATION', `A ${input.kind} step needs a version.`, [
         { path: '/version', message: 'required' },
       ]);
