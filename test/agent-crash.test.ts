@@ -2,7 +2,9 @@
  * The agent killed at its durable steps (failpoints, row H1): an interrupted install leaves no
  * staging behind and is redone (F02, G4); an activation interrupted before it was confirmed is
  * undone at restart and reported once as rolled back (F04, G3); one interrupted after it was
- * confirmed is reported once as done (F03, G2).
+ * confirmed is reported once as done (F03, G2); a download killed halfway is done again (F01); a
+ * version failing its health check is marked bad (F05); a rollback with nothing to go back to
+ * needs a person (F06); a torn state file is survived (F07).
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -10,6 +12,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readdirSync,
+  readFileSync,
   readlinkSync,
   rmSync,
   writeFileSync,
@@ -133,6 +136,90 @@ describe('the agent killed mid-step', () => {
     });
     expect(existsSync(path.join(agentDir(), 'downloads'))).toBe(false);
     await agent.stop('SIGTERM');
+  });
+
+  it('F01: an agent killed halfway through a download keeps the old version, and downloads again at restart', async () => {
+    writeFileSync(
+      path.join(dir, 'web-3.0.0.tar.gz'),
+      makeTarGz({ 'index.html': 'web 3.0.0', 'blob.bin': randomBytes(2 * 1024 * 1024).toString('base64') }),
+    );
+    await gantryJson(
+      ['artifact', 'push', path.join(dir, 'web-3.0.0.tar.gz'), '--component', 'web', '--version', '3.0.0'],
+      env,
+    );
+    agent = startAgent('agent.download.mid=kill');
+    const step = await queue('install', '3.0.0');
+    expect(await agent.exited).toBeNull();
+    expect(readlinkSync(path.join(releases(), 'current'))).toBe('2.0.0');
+    expect(existsSync(path.join(releases(), '3.0.0'))).toBe(false);
+    agent = startAgent();
+    expect((await finished(step.id)).state).toBe('succeeded');
+    expect(existsSync(path.join(releases(), '3.0.0', 'index.html'))).toBe(true);
+    expect(readdirSync(path.join(agentDir(), 'downloads'))).toEqual([]);
+    expect(await reports(step.id)).toHaveLength(1);
+    await agent.stop('SIGTERM');
+  });
+
+  it('F05: a version that fails its health check is put back and marked bad, and not tried again until installed again', async () => {
+    writeFileSync(
+      path.join(dir, 'web-4.0.0.tar.gz'),
+      makeTarGz({ 'gantry.yaml': 'health:\n  command: "false"\n  retries: 1\n', 'index.html': 'web 4.0.0' }),
+    );
+    await gantryJson(
+      ['artifact', 'push', path.join(dir, 'web-4.0.0.tar.gz'), '--component', 'web', '--version', '4.0.0'],
+      env,
+    );
+    agent = startAgent();
+    expect((await finished((await queue('install', '4.0.0')).id)).state).toBe('succeeded');
+    const first = await finished((await queue('activate', '4.0.0')).id);
+    expect(first.state).toBe('failed');
+    expect(first.message).toContain('rolled back to 2.0.0');
+    expect(first.message).toContain('marked bad');
+    expect(readlinkSync(path.join(releases(), 'current'))).toBe('2.0.0');
+    const again = await finished((await queue('activate', '4.0.0')).id);
+    expect(again.message).toMatch(/^refused: web 4\.0\.0 is marked bad on this target/);
+    // Installing again is the deliberate way to try once more.
+    expect((await finished((await queue('install', '4.0.0')).id)).state).toBe('succeeded');
+    const retried = await finished((await queue('activate', '4.0.0')).id);
+    expect(retried.message).toContain('health check failed');
+    expect(readlinkSync(path.join(releases(), 'current'))).toBe('2.0.0');
+    await agent.stop('SIGTERM');
+  });
+
+  it('F06: a rollback with nothing to go back to keeps what runs and raises an alert, never a success', async () => {
+    rmSync(path.join(releases(), '1.0.0'), { recursive: true, force: true });
+    agent = startAgent();
+    const step = await gantryJson(
+      ['steps', 'queue', 'web-1', '--kind', 'rollback', '--component', 'web'],
+      env,
+    );
+    const done = await finished(step.id);
+    expect(done.state).toBe('failed');
+    expect(done.message).toMatch(/^failed_needs_attention: cannot roll back web to 1\.0\.0/);
+    expect(readlinkSync(path.join(releases(), 'current'))).toBe('2.0.0');
+    const events = await fetch(`${server.url}/api/v1/events?severity=exception&limit=20`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    }).then((r) => r.json());
+    expect(events.events.map((e: { kind: string }) => e.kind)).toContain('target.needs_attention');
+    await agent.stop('SIGTERM');
+  });
+
+  it('F07: a torn state file is replaced by its copy and the agent carries on; both torn stops it with what to do', async () => {
+    const file = path.join(agentDir(), 'agent.json');
+    writeFileSync(file, readFileSync(file, 'utf8').slice(0, 40));
+    agent = startAgent();
+    await eventually(async () => {
+      const state = JSON.parse(readFileSync(file, 'utf8'));
+      return state.checksum && state.components?.web?.current === '2.0.0' ? true : undefined;
+    });
+    expect((await finished((await queue('activate', '3.0.0')).id)).state).toBe('succeeded');
+    await agent.stop('SIGTERM');
+    writeFileSync(file, '{"version":1,');
+    writeFileSync(`${file}.bak`, '');
+    agent = startAgent();
+    const code = await agent.exited;
+    expect(code).not.toBe(0);
+    expect(agent.output()).toContain('damaged; move them away and enroll the agent again');
   });
 
   it.skipIf(!canMountTmpfs)(

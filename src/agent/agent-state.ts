@@ -2,6 +2,7 @@
  * What the agent keeps on disk between runs: which server, its own ids and its credential. Written
  * atomically (temporary file, fsync, rename) with mode 0600, so a crash never leaves half a file.
  */
+import { createHash } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import path from 'node:path';
 
@@ -21,21 +22,46 @@ export interface AgentState {
   pending?: { component: string; version: string; before: string | null; phase: 'switching' | 'checking' };
   /** What a restart undid, to be reported for the step that was interrupted. */
   recovered?: { component: string; version: string; message: string };
+  /** Versions whose health check failed here (row F05): not activated again unless installed again. */
+  bad?: Array<{ component: string; version: string; reason: string; at: string }>;
 }
 
 export function statePath(dataDir: string): string {
   return path.join(dataDir, 'agent.json');
 }
 
-export function readState(dataDir: string): AgentState | undefined {
+function backupPath(dataDir: string): string {
+  return path.join(dataDir, 'agent.json.bak');
+}
+
+/**
+ * The agent's state, or undefined before enrollment. A file that is torn, truncated or fails its
+ * checksum is replaced by the copy written after it (`agent.json.bak`), marked `restored` so the
+ * agent re-reads what actually runs from disk (row F07). Only when both are damaged does it stop,
+ * with what to do.
+ */
+export function readState(dataDir: string): (AgentState & { restored?: boolean }) | undefined {
+  const main = readOne(statePath(dataDir));
+  if (main !== 'missing' && main !== 'damaged') return main;
+  const backup = readOne(backupPath(dataDir));
+  if (backup !== 'missing' && backup !== 'damaged')
+    return { ...backup, restored: main === 'damaged' || undefined };
+  if (main === 'missing' && backup === 'missing') return undefined;
+  throw new Error(
+    `${statePath(dataDir)} and its copy are damaged; move them away and enroll the agent again with a new token.`,
+  );
+}
+
+function readOne(file: string): AgentState | 'missing' | 'damaged' {
   let text: string;
   try {
-    text = readFileSync(statePath(dataDir), 'utf8');
+    text = readFileSync(file, 'utf8');
   } catch {
-    return undefined;
+    return 'missing';
   }
   try {
-    const state = JSON.parse(text) as Partial<AgentState>;
+    const { checksum, ...state } = JSON.parse(text) as Partial<AgentState> & { checksum?: string };
+    if (checksum !== undefined && checksum !== checksumOf(state)) return 'damaged';
     if (
       state.version === 1 &&
       state.server &&
@@ -48,18 +74,26 @@ export function readState(dataDir: string): AgentState | undefined {
   } catch {
     // fall through
   }
-  throw new Error(
-    `${statePath(dataDir)} is damaged; move it away and enroll the agent again with a new token.`,
-  );
+  return 'damaged';
 }
 
+function checksumOf(state: object): string {
+  return createHash('sha256').update(JSON.stringify(state)).digest('hex');
+}
+
+/** Writes the state and then its copy, each atomically (temporary file, fsync, rename, fsync). */
 export function writeState(dataDir: string, state: AgentState): void {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const file = statePath(dataDir);
+  const { restored: _restored, ...clean } = state as AgentState & { restored?: boolean };
+  const text = `${JSON.stringify({ ...clean, checksum: checksumOf(clean) }, null, 2)}\n`;
+  for (const file of [statePath(dataDir), backupPath(dataDir)]) writeAtomically(dataDir, file, text);
+}
+
+function writeAtomically(dataDir: string, file: string, text: string): void {
   const temp = `${file}.tmp`;
   const fd = openSync(temp, 'w', 0o600);
   try {
-    writeSync(fd, `${JSON.stringify(state, null, 2)}\n`);
+    writeSync(fd, text);
     fsyncSync(fd);
   } finally {
     closeSync(fd);

@@ -6,6 +6,7 @@
  */
 import { rmSync, statfsSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import type { Logger } from 'pino';
 import { type Failpoints, NO_FAILPOINTS } from '../support/failpoints.ts';
 import { type AgentState, readState, statePath, writeState } from './agent-state.ts';
@@ -95,6 +96,23 @@ export async function ensureEnrolled(options: AgentOptions): Promise<AgentState>
         { target: saved.name },
         'already enrolled; the token is kept in case the server asks for a new enrollment',
       );
+    }
+    if (saved.restored) {
+      // The state file was damaged and its copy may be one write behind: what runs is read from
+      // the `current` links on disk, and the next heartbeat tells the server (row F07).
+      const components = await activeOnDisk(options.dataDir);
+      const state: AgentState = {
+        ...saved,
+        components: mergeActive(saved.components, components),
+        pending: undefined,
+      };
+      delete (state as { restored?: boolean }).restored;
+      writeState(options.dataDir, state);
+      options.logger.warn(
+        { target: saved.name, active: components },
+        `${statePath(options.dataDir)} was damaged: carried on from its copy, with the active versions read from disk`,
+      );
+      return state;
     }
     return saved;
   }
@@ -252,4 +270,34 @@ export async function runAgent(options: AgentOptions): Promise<void> {
     clearTimeout(timer);
   }
   options.logger.info('agent stopped');
+}
+
+/** The version each component's `current` link points at. */
+async function activeOnDisk(dataDir: string): Promise<Record<string, string>> {
+  const { readdir, readlink } = await import('node:fs/promises');
+  const root = path.join(dataDir, 'releases');
+  const out: Record<string, string> = {};
+  for (const component of await readdir(root).catch(() => [] as string[])) {
+    const target = await readlink(path.join(root, component, 'current')).catch(() => null);
+    if (target) out[component] = path.basename(target);
+  }
+  return out;
+}
+
+function mergeActive(
+  known: AgentState['components'],
+  onDisk: Record<string, string>,
+): NonNullable<AgentState['components']> {
+  const merged: NonNullable<AgentState['components']> = { ...(known ?? {}) };
+  for (const [component, version] of Object.entries(onDisk)) {
+    const before = merged[component];
+    merged[component] = {
+      current: version,
+      previous:
+        before?.current !== version
+          ? (before?.current ?? before?.previous ?? null)
+          : (before?.previous ?? null),
+    };
+  }
+  return merged;
 }

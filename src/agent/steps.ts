@@ -71,6 +71,11 @@ export async function runStep(ctx: StepContext, step: StepToRun): Promise<StepOu
           outcome: 'failed',
           message: `nothing to roll back to: no earlier version of ${step.component} was active here`,
         };
+      if (!(await stat(path.join(releases, previous)).catch(() => null)))
+        return {
+          outcome: 'failed',
+          message: `failed_needs_attention: cannot roll back ${step.component} to ${previous}: its release is gone from this target; ${ctx.state.components?.[step.component]?.current ?? 'what runs'} keeps running`,
+        };
       return activate(ctx, step.component, previous, releases);
     }
     case 'logs':
@@ -91,6 +96,8 @@ export async function runStep(ctx: StepContext, step: StepToRun): Promise<StepOu
 async function install(ctx: StepContext, step: StepToRun, releases: string): Promise<StepOutcome> {
   const version = step.version as string;
   const final = path.join(releases, version);
+  // Installing again is the deliberate way to try a version marked bad once more.
+  clearBad(ctx, step.component, version);
   if (await stat(final).catch(() => null))
     return { outcome: 'succeeded', message: `${step.component} ${version} was already installed` };
   if (!step.digest || !/^[0-9a-f]{64}$/.test(step.digest))
@@ -111,11 +118,17 @@ async function install(ctx: StepContext, step: StepToRun, releases: string): Pro
     const hash = createHash('sha256');
     const limit = step.size ?? Number.POSITIVE_INFINITY;
     let received = 0;
+    let halfway = false;
+    const failpoints = ctx.failpoints;
     await pipeline(
       response.body,
       async function* (chunks: AsyncIterable<Buffer>) {
         for await (const chunk of chunks) {
           received += chunk.length;
+          if (!halfway && received * 2 >= limit) {
+            halfway = true;
+            await failpoints.hit('agent.download.mid');
+          }
           // Never more than the step declares (an endless or padded answer is cut off at once).
           if (received > limit)
             throw new Error(`the server sent more than the ${limit} bytes the step declares`);
@@ -187,6 +200,12 @@ async function activate(
   if (!(await stat(path.join(releases, version)).catch(() => null))) {
     return { outcome: 'failed', message: `${component} ${version} is not installed here; install it first` };
   }
+  const bad = ctx.state.bad?.find((b) => b.component === component && b.version === version);
+  if (bad)
+    return {
+      outcome: 'failed',
+      message: `refused: ${component} ${version} is marked bad on this target since ${bad.at} (${bad.reason}); it is not tried again automatically — install it again to try once more`,
+    };
   const link = path.join(releases, 'current');
   const before = await readlink(link).catch(() => null);
   const hooks = (v: string, manifest: Manifest | undefined) => ({
@@ -241,7 +260,16 @@ async function activate(
   await ctx.failpoints.hit('agent.during_health');
   if (unhealthy) {
     const done = await putBack(ctx, component, version, before, releases);
-    return { outcome: 'failed', message: `${component} ${version}: ${unhealthy}; ${done}` };
+    // Marked bad for this target (row F05): no automatic retry loop.
+    ctx.state.bad = [
+      ...(ctx.state.bad ?? []).filter((b) => !(b.component === component && b.version === version)),
+      { component, version, reason: unhealthy, at: new Date().toISOString() },
+    ];
+    writeState(ctx.dataDir, ctx.state);
+    return {
+      outcome: 'failed',
+      message: `${component} ${version}: ${unhealthy}; ${done}; marked bad on this target`,
+    };
   }
   // Confirmed: the new version and the end of the activation are written together.
   ctx.state.components = {
@@ -273,6 +301,11 @@ async function putBack(
 ): Promise<string> {
   const link = path.join(releases, 'current');
   const manifestOf = async (v: string) => readManifest(path.join(releases, v)).catch(() => undefined);
+  if (before && before !== version && !(await stat(path.join(releases, before)).catch(() => null))) {
+    // Nothing to go back to (row F06): keep what still runs, and say it needs a person.
+    clearPending(ctx);
+    return `failed_needs_attention: cannot go back to ${before}, its release is gone from this target; ${version} keeps running`;
+  }
   const next = await manifestOf(version);
   if (next?.supervise) await ctx.supervisor.stop(component);
   else if (next?.stop)
@@ -363,4 +396,10 @@ export async function superviseActive(ctx: StepContext): Promise<void> {
     if (manifest?.supervise && manifest.start)
       ctx.supervisor.start(component, known.current, dir, manifest.start, manifest.env);
   }
+}
+
+function clearBad(ctx: StepContext, component: string, version: string): void {
+  if (!ctx.state.bad?.some((b) => b.component === component && b.version === version)) return;
+  ctx.state.bad = ctx.state.bad.filter((b) => !(b.component === component && b.version === version));
+  writeState(ctx.dataDir, ctx.state);
 }

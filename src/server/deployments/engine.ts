@@ -89,6 +89,12 @@ export class DeploymentEngine {
     });
   }
 
+  /** A pass when a bake ends, rather than at the next interval (up to `intervalMs` later). */
+  private kickAt(at: Date): void {
+    const ms = Math.min(2 ** 31 - 1, Math.max(0, at.getTime() - this.deps.clock.now().getTime()) + 5);
+    setTimeout(() => this.kick(), ms).unref();
+  }
+
   /** Resolves once no pass is running or asked for. */
   async idle(): Promise<void> {
     while (this.running) await this.running;
@@ -141,12 +147,18 @@ export class DeploymentEngine {
   private async passes(): Promise<void> {
     do {
       this.again = false;
+      const started = performance.now();
       try {
         await this.tick();
         await this.afterPass?.();
       } catch {
         // A failed pass (database away) is retried on the next interval.
       }
+      // Kicked during the pass (a step result came in): pass again, but only after as long as this
+      // one took. A pass reads every target of a deployment, so with thousands of targets it then
+      // handles many results at once, and answering the agents keeps at least half of the time.
+      if (this.again && !this.stopped)
+        await new Promise((resolve) => setTimeout(resolve, performance.now() - started));
     } while (this.again && !this.stopped);
   }
 
@@ -214,10 +226,10 @@ export class DeploymentEngine {
       if (outcome.kind === 'needs_gate') {
         const verdict = await this.gate(id);
         const applied = await this.pass(id, verdict);
-        if (applied.kind === 'waited') return;
+        if (applied.kind === 'waited' || applied.kind === 'synced') return;
         continue;
       }
-      if (outcome.kind === 'waited') return;
+      if (outcome.kind === 'waited' || outcome.kind === 'synced') return;
     }
   }
 
@@ -253,7 +265,7 @@ export class DeploymentEngine {
   private async pass(
     id: string,
     verdict: { allowed: boolean; reasons: Array<{ code: string; message: string }> } | null,
-  ): Promise<{ kind: 'applied' | 'waited' | 'needs_gate' }> {
+  ): Promise<{ kind: 'applied' | 'synced' | 'waited' | 'needs_gate' }> {
     const wake = new Set<string>();
     const result = await inTransaction(
       this.deps,
@@ -269,7 +281,8 @@ export class DeploymentEngine {
           (await this.sync(uow, d, wake)) || (d.state === 'running' && (await this.verifyBaking(uow, d)));
         const snapshot = await this.snapshot(uow, d);
         const decision = decide(snapshot);
-        if (decision.kind === 'wait') return synced ? 'applied' : 'waited';
+        // Synced, then nothing to decide: this pass saw its own changes, so another has nothing to do.
+        if (decision.kind === 'wait') return synced ? 'synced' : 'waited';
         if (decision.kind === 'start_wave' && verdict === null) return synced ? 'applied' : 'needs_gate';
         await this.deps.failpoints?.hit('deploy.before_apply');
         await this.apply(uow, d, decision, verdict, wake);
@@ -277,7 +290,7 @@ export class DeploymentEngine {
       },
     );
     for (const target of wake) this.deps.steps.wake(target);
-    if (result !== 'waited' && result !== 'needs_gate') this.changed.emit('changed', id);
+    if (result === 'applied' || result === 'synced') this.changed.emit('changed', id);
     return { kind: result };
   }
 
@@ -596,6 +609,7 @@ export class DeploymentEngine {
           .where('deployment_id', '=', d.id)
           .where('wave_index', '=', decision.wave)
           .execute();
+        this.kickAt(decision.bakeUntil);
         return;
       case 'await_approval':
         await uow.db
@@ -712,6 +726,15 @@ export class DeploymentEngine {
         return;
       }
       case 'finish_rollback':
+        if (!decision.ok)
+          await events.record({
+            at: now,
+            severity: 'exception',
+            kind: 'deployment.rollback_failed',
+            subject: `deployment:${d.id}`,
+            message: `${number}: the rollback could not put every target back; they need attention`,
+            details: {},
+          });
         await setState(
           decision.ok ? 'rolled_back' : 'failed',
           decision.ok ? d.reason : `rollback incomplete; ${d.reason ?? ''}`,

@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events';
 import { GantryError } from '../../core/errors.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import type { StepsTable } from '../db/schema.ts';
+import { EventLog } from '../events/event-log.ts';
 import { newSortableId } from '../ids.ts';
 import { inTransaction, type TransactionDeps, type UnitOfWork } from '../unit-of-work.ts';
 import type { AgentIdentity } from './enrollment-service.ts';
@@ -297,6 +298,17 @@ export class StepService {
           message,
         },
       });
+      if (input.outcome === 'failed' && message?.startsWith('failed_needs_attention')) {
+        // The target could not be put back (row F06): a person has to look, now.
+        await new EventLog(uow.db).record({
+          at: uow.now.toISOString(),
+          severity: 'exception',
+          kind: 'target.needs_attention',
+          subject: `target:${agent.targetId}`,
+          message: `${agent.targetName}: ${message}`,
+          details: { step: stepId, kind: step.kind, component: step.component },
+        });
+      }
       if (input.outcome === 'succeeded' && input.active) {
         const previous = await activeVersion(uow.db, agent.targetId, input.active.component);
         if (previous !== input.active.version) {
