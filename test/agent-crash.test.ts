@@ -199,8 +199,8 @@ describe('the agent killed mid-step', () => {
     expect(readlinkSync(path.join(releases(), 'current'))).toBe('2.0.0');
     const events = await fetch(`${server.url}/api/v1/events?severity=exception&limit=20`, {
       headers: { authorization: `Bearer ${TOKEN}` },
-    }).then((r) => r.json());
-    expect(events.events.map((e: { kind: string }) => e.kind)).toContain('target.needs_attention');
+    }).then((r) => r.json() as Promise<{ events: Array<{ kind: string }> }>);
+    expect(events.events.map((e) => e.kind)).toContain('target.needs_attention');
     await agent.stop('SIGTERM');
   });
 

@@ -1,7 +1,9 @@
 /**
  * The agent's HTTP client, on node:http/node:https rather than fetch: the same work with about
  * 10 MiB less resident memory, which matters on small targets. Answers larger than `maxBytes`
- * are refused, not read.
+ * are refused, not read. An answer must keep coming: silence for `timeoutMs` ends it, and so does
+ * a trickle (less than MIN_BYTES_PER_SECOND over any `timeoutMs`), so a peer sending one byte at a
+ * time cannot hold a heartbeat or a download open forever.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -12,6 +14,9 @@ export interface AgentResponse {
   body: Readable;
 }
 
+/** The slowest an answer may come, on average over each `timeoutMs`, before it is given up. */
+export const MIN_BYTES_PER_SECOND = 1024;
+
 export function send(
   method: string,
   url: URL,
@@ -19,6 +24,9 @@ export function send(
 ): Promise<AgentResponse> {
   return new Promise((resolve, reject) => {
     const client = url.protocol === 'https:' ? https : http;
+    let answer: http.IncomingMessage | undefined;
+    let guard: NodeJS.Timeout | undefined;
+    const stopGuard = () => clearInterval(guard);
     const request = client.request(
       url,
       {
@@ -27,10 +35,37 @@ export function send(
         timeout: options.timeoutMs,
         ...(options.signal ? { signal: options.signal } : {}),
       },
-      (response) => resolve({ status: response.statusCode ?? 0, body: response }),
+      (response) => {
+        answer = response;
+        response.once('end', stopGuard);
+        response.once('close', stopGuard);
+        resolve({ status: response.statusCode ?? 0, body: response });
+      },
     );
     request.on('timeout', () => request.destroy(new Error(`no answer within ${options.timeoutMs} ms`)));
-    request.on('error', reject);
+    // The socket timeout only notices silence. A peer that sends a byte now and then is never
+    // silent, so every `timeoutMs` the answer must also have brought enough bytes, or be over.
+    request.once('socket', (socket) => {
+      const least = Math.ceil((MIN_BYTES_PER_SECOND * options.timeoutMs) / 1000);
+      let mark = socket.bytesRead;
+      guard = setInterval(() => {
+        const got = socket.bytesRead - mark;
+        mark = socket.bytesRead;
+        if (got >= least || answer?.complete) return;
+        stopGuard();
+        const error = new Error(
+          `the answer is too slow: ${got} bytes in ${options.timeoutMs} ms, less than ${MIN_BYTES_PER_SECOND} bytes/s`,
+        );
+        if (answer) answer.destroy(error);
+        else request.destroy(error);
+      }, options.timeoutMs);
+      guard.unref();
+    });
+    request.once('close', stopGuard);
+    request.on('error', (error) => {
+      stopGuard();
+      reject(error);
+    });
     request.end(options.body);
   });
 }

@@ -31,6 +31,8 @@ export interface ServerConfig {
   dmlScrubIntervalSeconds: number;
   /** How long a replica holds a deployment's lease without renewing it. */
   deployLeaseSeconds: number;
+  /** Bytes of artifacts one user may store (0: no quota). */
+  dmlUserQuotaBytes: number;
   /** Test harness failpoints (see failpoints.ts); unset in production. */
   failpoints: string | undefined;
 }
@@ -125,6 +127,11 @@ export function loadServerConfig(
       'must be a whole number of seconds (0 turns the background check off).',
     );
   }
+  const quotaText = env.GANTRY_DML_USER_QUOTA_BYTES ?? '0';
+  const dmlUserQuotaBytes = Number(quotaText);
+  if (!Number.isSafeInteger(dmlUserQuotaBytes) || dmlUserQuotaBytes < 0)
+    invalid('GANTRY_DML_USER_QUOTA_BYTES', 'must be a whole number of bytes (0: no quota).');
+
   const leaseText = env.GANTRY_DEPLOY_LEASE_SECONDS ?? '15';
   const deployLeaseSeconds = Number(leaseText);
   if (!Number.isInteger(deployLeaseSeconds) || deployLeaseSeconds < 2 || deployLeaseSeconds > 3600) {
@@ -149,6 +156,7 @@ export function loadServerConfig(
     dmlMaxBytes,
     dmlScrubIntervalSeconds,
     deployLeaseSeconds,
+    dmlUserQuotaBytes,
     failpoints: env.FAILPOINTS || undefined,
   };
 }

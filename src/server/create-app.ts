@@ -72,6 +72,8 @@ export interface AppDeps {
   failpoints?: Failpoints | undefined;
   /** How often the deployment engine looks at every active deployment (default 1 s). */
   engineIntervalMs?: number | undefined;
+  /** Bytes of artifacts one user may store (0 or absent: no quota). */
+  dmlUserQuotaBytes?: number | undefined;
   /** How long this replica holds a deployment's lease without renewing it (default 15 s). */
   deployLeaseMs?: number | undefined;
 }
@@ -239,6 +241,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     ...tx,
     blobs: deps.blobs,
     maxBytes: deps.dmlMaxBytes,
+    userQuotaBytes: deps.dmlUserQuotaBytes,
     failpoints: deps.failpoints,
   });
   const auth = new AuthService({

@@ -74,6 +74,7 @@ export async function runServer(config: ServerConfig): Promise<RunningServer> {
     dmlMaxBytes: config.dmlMaxBytes,
     failpoints,
     deployLeaseMs: config.deployLeaseSeconds * 1000,
+    dmlUserQuotaBytes: config.dmlUserQuotaBytes,
   });
   try {
     await app.listen({ host: config.host, port: config.port });

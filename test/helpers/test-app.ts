@@ -58,7 +58,7 @@ let counter = 0;
 
 export async function startTestApp(
   kind: TestDatabaseKind,
-  options: { db?: TestDatabase; dmlMaxBytes?: number } = {},
+  options: { db?: TestDatabase; dmlMaxBytes?: number; dmlUserQuotaBytes?: number } = {},
 ): Promise<TestApp> {
   const db = options.db ?? (await kind.open());
   const clock = new TestClock();
@@ -77,6 +77,7 @@ export async function startTestApp(
       dataDir,
       blobs,
       dmlMaxBytes: options.dmlMaxBytes ?? 64 * 1024 * 1024,
+      dmlUserQuotaBytes: options.dmlUserQuotaBytes,
       // Tests move the deployment engine with `kick` and `idle`; the interval is only a backstop.
       engineIntervalMs: 60_000,
     });

@@ -250,7 +250,7 @@ export class ScheduleService {
   }
 
   /**
-   * The calendar as iCalendar: change windows, freeze occurrences and bookings from 30 days back
+   * The calendar as iCalendar: change windows, scheduled deployments, freeze occurrences and bookings from 30 days back
    * to 90 days ahead, optionally for one environment. A supplier sees its own changes only.
    */
   async calendar(
@@ -289,6 +289,42 @@ export class ScheduleService {
           url: `${baseUrl}/api/v1/changes/CHG-${c.number}`,
         });
       }
+    }
+    // Deployments waiting for their change window to open.
+    let scheduled = db
+      .selectFrom('deployments as d')
+      .innerJoin('environments as e', 'e.id', 'd.environment_id')
+      .innerJoin('releases as r', 'r.id', 'd.release_id')
+      .leftJoin('changes as c', 'c.id', 'd.change_id')
+      .select([
+        'd.id',
+        'd.number',
+        'd.scheduled_for',
+        'd.strategy',
+        'e.name as environment',
+        'r.name',
+        'r.version',
+        'c.window_end',
+        'c.supplier_id',
+      ])
+      .where('d.state', '=', 'scheduled')
+      .where('d.scheduled_for', 'is not', null);
+    if (filter.environment) scheduled = scheduled.where('e.name', '=', filter.environment);
+    for (const d of await scheduled.execute()) {
+      if (scope !== undefined && d.supplier_id !== scope) continue;
+      const start = new Date(d.scheduled_for as string);
+      const end =
+        d.window_end && d.window_end > (d.scheduled_for as string)
+          ? new Date(d.window_end)
+          : new Date(start.getTime() + 3_600_000);
+      calendar.createEvent({
+        id: `deployment-${d.id}@gantry`,
+        start,
+        end,
+        summary: `DEP-${d.number} ${d.name}@${d.version} to ${d.environment} (scheduled, ${d.strategy})`,
+        categories: [{ name: 'deployment' }],
+        url: `${baseUrl}/api/v1/deployments/DEP-${d.number}`,
+      });
     }
     if (scope === undefined) {
       for (const f of await this.freezesIn(db, filter.environment)) {

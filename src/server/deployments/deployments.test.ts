@@ -311,6 +311,11 @@ for (const kind of testDatabases()) {
       expect((await t.call('GET', `/api/v1/changes/${change.body.id}`, { token: deployer })).body.state).toBe(
         'scheduled',
       );
+      const ics = String(
+        (await t.call('GET', '/api/v1/calendar.ics?environment=production', { token: deployer })).body,
+      );
+      expect(ics).toContain(`SUMMARY:${later.body.number} shop@1.0.0 to production (scheduled\\, big-bang)`);
+      expect(ics).toContain('DTSTART:20261122T220000Z');
       await settle();
       expect((await show(later.body.id)).state).toBe('scheduled');
       t.clock.advance(12 * 3_600_000);

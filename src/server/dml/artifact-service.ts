@@ -69,6 +69,8 @@ export interface Usage {
 export interface ArtifactServiceDeps extends TransactionDeps {
   blobs: FsBlobStore;
   maxBytes: number;
+  /** Bytes of artifacts one user may have in the media library (0: no quota). */
+  userQuotaBytes?: number | undefined;
   failpoints?: Failpoints | undefined;
 }
 
@@ -118,10 +120,28 @@ export class ArtifactService {
     if (existing && input.digest !== undefined && input.digest !== withDigestPrefix(existing.digest)) {
       await fail('immutable_version', immutable(existing));
     }
+    // The per-user quota: what this user already stored, plus this upload, within the quota. The
+    // stream is cut off as soon as it would pass it, like the size limit.
+    let limit = this.deps.maxBytes;
+    const quota = this.deps.userQuotaBytes ?? 0;
+    if (quota > 0) {
+      const used = await this.bytesStoredBy(actor.actor);
+      const left = Math.max(0, quota - used);
+      if (declaredLength !== undefined ? declaredLength > left : left === 0)
+        await fail(
+          'quota',
+          new GantryError(
+            'PAYLOAD_TOO_LARGE',
+            `Your media library quota is ${quota} bytes and ${used} are used; this upload${declaredLength !== undefined ? ` of ${declaredLength} bytes` : ''} does not fit. Delete old artifacts (gantry artifact prune) or ask an admin.`,
+            { quotaBytes: quota, usedBytes: used },
+          ),
+        );
+      limit = Math.min(limit, left);
+    }
 
     let blob: Awaited<ReturnType<FsBlobStore['receive']>>;
     try {
-      blob = await this.deps.blobs.receive(body, this.deps.maxBytes);
+      blob = await this.deps.blobs.receive(body, limit);
     } catch (error) {
       const gantry = isGantryError(error)
         ? error
@@ -348,6 +368,16 @@ export class ArtifactService {
       });
       return this.withSignatures(artifact, uow.db);
     });
+  }
+
+  /** Bytes of artifacts `actor` (`user:<name>`) has in the media library. */
+  async bytesStoredBy(actor: string): Promise<number> {
+    const row = await this.deps.database.db
+      .selectFrom('artifacts')
+      .select((eb) => eb.fn.sum<number | string | null>('size').as('total'))
+      .where('created_by', '=', actor)
+      .executeTakeFirst();
+    return Number(row?.total ?? 0);
   }
 
   /**

@@ -191,6 +191,50 @@ for (const kind of testDatabases()) {
       expect(storedFiles()).toEqual([]);
     });
 
+    it('B05: the per-user quota refuses an upload that does not fit, by its length or while streaming', async () => {
+      const quoted = await startTestApp(kind, { dmlUserQuotaBytes: 100_000 });
+      try {
+        const publisher = await quoted.userWithToken('release-manager');
+        const send = (bytes: Buffer, query: string, token: string) =>
+          quoted.call('POST', `/api/v1/artifacts?${query}`, {
+            token,
+            rawBody: bytes,
+            headers: { 'content-type': 'application/octet-stream' },
+          });
+        expect(
+          (await send(Buffer.alloc(60_000, 1), 'component=a&version=1&kind=file', publisher.token)).status,
+        ).toBe(201);
+        const over = await send(Buffer.alloc(50_000, 2), 'component=a&version=2&kind=file', publisher.token);
+        expect(over.status).toBe(413);
+        expect(over.body.error.message).toContain('quota is 100000 bytes and 60000 are used');
+        const { Readable } = await import('node:stream');
+        const chunked = await quoted.app.inject({
+          method: 'POST',
+          url: '/api/v1/artifacts?component=a&version=3&kind=file',
+          headers: {
+            authorization: `Bearer ${publisher.token}`,
+            'content-type': 'application/octet-stream',
+            'transfer-encoding': 'chunked',
+          },
+          payload: Readable.from(
+            (function* () {
+              for (let i = 0; i < 10; i++) yield Buffer.alloc(10_000, i);
+            })(),
+          ),
+        });
+        expect(chunked.statusCode).toBe(413);
+        // Another user has a quota of their own.
+        expect(
+          (await send(Buffer.alloc(60_000, 3), 'component=b&version=1&kind=file', ADMIN_TOKEN)).status,
+        ).toBe(201);
+        expect(
+          (await send(Buffer.alloc(30_000, 4), 'component=a&version=4&kind=file', publisher.token)).status,
+        ).toBe(201);
+      } finally {
+        await quoted.close();
+      }
+    });
+
     it('B07: bytes changed on disk are never served complete; the artifact is quarantined with an exception event', async () => {
       const tgz = makeTarGz({ a: 'a'.repeat(5000) });
       const res = await upload(tgz, 'component=web&version=9.9.9');
