@@ -3,7 +3,16 @@
  * atomically (temporary file, fsync, rename) with mode 0600, so a crash never leaves half a file.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
 
 export interface AgentState {
@@ -79,6 +88,11 @@ function readOne(file: string): AgentState | 'missing' | 'damaged' {
 
 function checksumOf(state: object): string {
   return createHash('sha256').update(JSON.stringify(state)).digest('hex');
+}
+
+/** Forgets the state and its copy (before enrolling again). */
+export function forgetState(dataDir: string): void {
+  for (const file of [statePath(dataDir), backupPath(dataDir)]) rmSync(file, { force: true });
 }
 
 /** Writes the state and then its copy, each atomically (temporary file, fsync, rename, fsync). */

@@ -51,7 +51,8 @@ export function send(
       guard = setInterval(() => {
         const got = socket.bytesRead - mark;
         mark = socket.bytesRead;
-        if (got >= least || answer?.complete) return;
+        // Silence is the socket timeout's to report; this is about a trickle.
+        if (got === 0 || got >= least || answer?.complete) return;
         stopGuard();
         const error = new Error(
           `the answer is too slow: ${got} bytes in ${options.timeoutMs} ms, less than ${MIN_BYTES_PER_SECOND} bytes/s`,

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { type Failpoints, NO_FAILPOINTS } from '../support/failpoints.ts';
-import { type AgentState, readState, statePath, writeState } from './agent-state.ts';
+import { type AgentState, forgetState, readState, statePath, writeState } from './agent-state.ts';
 import { readText, send } from './http-client.ts';
 import { recover, runStep, type StepToRun, superviseActive } from './steps.ts';
 import { Supervisor } from './supervisor.ts';
@@ -236,7 +236,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
             { target: state.name },
             'the server no longer accepts this agent; enrolling again with the token given',
           );
-          rmSync(statePath(options.dataDir), { force: true });
+          forgetState(options.dataDir);
           state = await ensureEnrolled({ ...options, server, name: state.name });
           continue;
         }

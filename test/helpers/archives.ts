@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-export function makeTarGz(files: Record<string, string>): Buffer {
+export function makeTarGz(files: Record<string, string | Buffer>): Buffer {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'gantry-tar-'));
   try {
     for (const [name, content] of Object.entries(files)) writeFileSync(path.join(dir, name), content);

@@ -630,11 +630,18 @@ export async function migrateToLatest(
       );
     }
   }
+  // On PostgreSQL the migration tables are named in the schema Gantry works in: without it,
+  // the migrator would take another schema's tables (another Gantry, or a test) for its own.
+  const schema =
+    dialect === 'postgres'
+      ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(db)).rows[0]?.schema
+      : undefined;
   const migrator = new Migrator({
     db,
     provider: new InCodeMigrationProvider(migrations),
     migrationTableName: MIGRATION_TABLE,
     migrationLockTableName: MIGRATION_LOCK_TABLE,
+    ...(schema ? { migrationTableSchema: schema } : {}),
   });
   const { error, results } = await migrator.migrateToLatest();
   if (error) throw error;

@@ -59,7 +59,8 @@ for (const kind of testDatabases()) {
 
     /** Lets every agent run what is queued for it, and the engine react, until nothing moves. */
     async function settle(only?: string[]) {
-      for (let round = 0; round < 20; round++) {
+      let idle = 0;
+      for (let round = 0; round < 40; round++) {
         t.app.engine.kick();
         await t.app.engine.idle();
         let moved = false;
@@ -85,10 +86,10 @@ for (const kind of testDatabases()) {
           });
         }
         if (!moved) {
-          t.app.engine.kick();
-          await t.app.engine.idle();
-          return;
-        }
+          // Two quiet rounds in a row: work started by the last one (a new run, a new wave) shows.
+          idle += 1;
+          if (idle >= 2) return;
+        } else idle = 0;
       }
     }
 

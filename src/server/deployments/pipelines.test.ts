@@ -5,6 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeTarGz } from '../../../test/helpers/archives.ts';
+import { eventually } from '../../../test/helpers/processes.ts';
 import { ADMIN_TOKEN, startTestApp, type TestApp } from '../../../test/helpers/test-app.ts';
 import { testDatabases } from '../../../test/helpers/test-databases.ts';
 
@@ -51,7 +52,8 @@ for (const kind of testDatabases()) {
     afterEach(async () => t.close());
 
     async function settle() {
-      for (let round = 0; round < 30; round++) {
+      let idle = 0;
+      for (let round = 0; round < 40; round++) {
         t.app.engine.kick();
         await t.app.engine.idle();
         let moved = false;
@@ -70,10 +72,10 @@ for (const kind of testDatabases()) {
           });
         }
         if (!moved) {
-          t.app.engine.kick();
-          await t.app.engine.idle();
-          return;
-        }
+          // Two quiet rounds in a row: work started by the last one (a new run, a new wave) shows.
+          idle += 1;
+          if (idle >= 2) return;
+        } else idle = 0;
       }
     }
     const run = async () =>
@@ -104,6 +106,7 @@ for (const kind of testDatabases()) {
         token: ADMIN_TOKEN,
         body: { name: 'shop', version: '2026.11', components: [{ component: 'web', version: '2.4.0' }] },
       });
+      await eventually(async () => (await run()) ?? undefined);
       await settle();
       expect(await run()).toMatchObject({ release: 'shop@2026.11', environment: 'test', state: 'soaking' });
 
