@@ -4,7 +4,7 @@
  * backoff and jitter. Installing, activating and rolling back releases arrive with the deployment
  * work; this is the agent's connection to the server.
  */
-import { rmSync, statfsSync } from 'node:fs';
+import { statfsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -193,10 +193,21 @@ export async function runAgent(options: AgentOptions): Promise<void> {
         { step: step.id, kind: step.kind, component: step.component, version: step.version },
         'running step',
       );
+      // A long step (a large download) must not make a healthy target look stale: heartbeats go
+      // on beside it.
+      const beating = setInterval(() => {
+        post(
+          server,
+          '/api/v1/agent/heartbeat',
+          { facts: hostFacts(options.dataDir), installed: installedOf(state) },
+          state.credential,
+        ).catch(() => undefined);
+      }, interval * 1000);
+      beating.unref();
       const outcome = await runStep(
         { server, dataDir: options.dataDir, state, failpoints, supervisor },
         step,
-      );
+      ).finally(() => clearInterval(beating));
       options.logger.info(
         { step: step.id, outcome: outcome.outcome, message: outcome.message },
         'step finished',

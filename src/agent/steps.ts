@@ -5,7 +5,7 @@
  * release in place is done, an activation that finds the link already right is done.
  */
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -107,37 +107,74 @@ async function install(ctx: StepContext, step: StepToRun, releases: string): Pro
   await mkdir(downloads, { recursive: true, mode: 0o700 });
   const file = path.join(downloads, `${step.digest}.partial`);
   try {
-    const response = await send('GET', new URL(`/api/v1/agent/blobs/sha256:${step.digest}`, ctx.server), {
-      headers: { authorization: `Bearer ${ctx.state.credential}` },
-      timeoutMs: 60_000,
-    });
-    if (response.status !== 200) {
-      response.body.resume();
-      return { outcome: 'failed', message: `download refused: the server answered ${response.status}` };
-    }
-    const hash = createHash('sha256');
+    let hash = createHash('sha256');
     const limit = step.size ?? Number.POSITIVE_INFINITY;
     let received = 0;
     let halfway = false;
     const failpoints = ctx.failpoints;
-    await pipeline(
-      response.body,
-      async function* (chunks: AsyncIterable<Buffer>) {
-        for await (const chunk of chunks) {
-          received += chunk.length;
-          if (!halfway && received * 2 >= limit) {
-            halfway = true;
-            await failpoints.hit('agent.download.mid');
+    // A download cut off by the network is taken up where it stopped (Range), a few times with a
+    // growing pause; what is refused (wrong length, an answer that is not the bytes) is not retried.
+    for (let attempt = 1; ; attempt++) {
+      const resume = received > 0;
+      const response = await send('GET', new URL(`/api/v1/agent/blobs/sha256:${step.digest}`, ctx.server), {
+        headers: {
+          authorization: `Bearer ${ctx.state.credential}`,
+          ...(resume ? { range: `bytes=${received}-` } : {}),
+        },
+        timeoutMs: 60_000,
+      }).catch((error: Error) => error);
+      if (response instanceof Error) {
+        if (!isCutOff(response) || attempt >= DOWNLOAD_ATTEMPTS) throw response;
+        await pause(attempt);
+        continue;
+      }
+      if (response.status !== 200 && response.status !== 206) {
+        response.body.resume();
+        return { outcome: 'failed', message: `download refused: the server answered ${response.status}` };
+      }
+      let append = resume;
+      if (resume && response.status === 200) {
+        // The server sent everything again: start over with it.
+        hash = createHash('sha256');
+        received = 0;
+        append = false;
+      }
+      try {
+        await pipeline(
+          response.body,
+          async function* (chunks: AsyncIterable<Buffer>) {
+            for await (const chunk of chunks) {
+              received += chunk.length;
+              // Never more than the step declares (an endless or padded answer is cut off at once).
+              if (received > limit) throw new DeclaredLengthError(limit);
+              if (!halfway && received * 2 >= limit) {
+                halfway = true;
+                await failpoints.hit('agent.download.mid');
+              }
+              hash.update(chunk);
+              yield chunk;
+            }
+          },
+          createWriteStream(file, { mode: 0o600, flags: append ? 'a' : 'w' }),
+        );
+        break;
+      } catch (error) {
+        if (!isCutOff(error) || attempt >= DOWNLOAD_ATTEMPTS) throw error;
+        // Take up from what reached the disk: count and hash exactly those bytes again.
+        hash = createHash('sha256');
+        received = 0;
+        try {
+          for await (const chunk of createReadStream(file)) {
+            hash.update(chunk as Buffer);
+            received += (chunk as Buffer).length;
           }
-          // Never more than the step declares (an endless or padded answer is cut off at once).
-          if (received > limit)
-            throw new Error(`the server sent more than the ${limit} bytes the step declares`);
-          hash.update(chunk);
-          yield chunk;
+        } catch {
+          hash = createHash('sha256');
+          received = 0;
         }
-      },
-      createWriteStream(file, { mode: 0o600 }),
-    );
+        await pause(attempt);
+      }
+    }
     if (step.size !== null && received !== step.size) {
       return {
         outcome: 'failed',
@@ -402,4 +439,30 @@ function clearBad(ctx: StepContext, component: string, version: string): void {
   if (!ctx.state.bad?.some((b) => b.component === component && b.version === version)) return;
   ctx.state.bad = ctx.state.bad.filter((b) => !(b.component === component && b.version === version));
   writeState(ctx.dataDir, ctx.state);
+}
+
+const DOWNLOAD_ATTEMPTS = 8;
+
+class DeclaredLengthError extends Error {
+  constructor(limit: number) {
+    super(`the server sent more than the ${limit} bytes the step declares`);
+  }
+}
+
+function pause(attempt: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.min(8000, 500 * 2 ** attempt)));
+}
+
+/**
+ * A connection cut off or refused (a flapping network) is worth taking up again at once; an
+ * answer that is too long, too slow or silent is not — the step fails and is tried again later.
+ */
+function isCutOff(error: unknown): boolean {
+  if (error instanceof DeclaredLengthError) return false;
+  const code = (error as { code?: string }).code ?? '';
+  const message = (error as Error).message ?? '';
+  return (
+    ['ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'ERR_STREAM_PREMATURE_CLOSE', 'ECONNABORTED'].includes(code) ||
+    /^(aborted|socket hang up|Premature close)$/.test(message)
+  );
 }
