@@ -58,6 +58,7 @@ async function main(): Promise<number> {
       name: values.name,
       logger,
       stopped,
+      downloadTimeoutSeconds: downloadTimeout(process.env.GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS),
     });
     return 0;
   } catch (error) {
@@ -69,3 +70,9 @@ async function main(): Promise<number> {
 main().then((code) => {
   process.exitCode = code;
 });
+
+/** GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS, when it is a whole number of seconds from 5 to 3600. */
+function downloadTimeout(text: string | undefined): number | undefined {
+  const n = Number(text);
+  return Number.isInteger(n) && n >= 5 && n <= 3600 ? n : undefined;
+}

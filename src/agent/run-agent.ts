@@ -24,6 +24,8 @@ export interface AgentOptions {
   stopped: Promise<void>;
   /** Test harness failpoints (FAILPOINTS); none in production. */
   failpoints?: Failpoints | undefined;
+  /** How long a download may be silent or trickle (GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS, 60). */
+  downloadTimeoutSeconds?: number | undefined;
 }
 
 export class AgentFatalError extends Error {}
@@ -160,8 +162,23 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   const server = options.server ?? state.server;
   const failpoints = options.failpoints ?? NO_FAILPOINTS;
   const supervisor = new Supervisor(options.dataDir);
-  const recovered = await recover({ server, dataDir: options.dataDir, state, failpoints, supervisor });
-  await superviseActive({ server, dataDir: options.dataDir, state, failpoints, supervisor });
+  const downloadTimeoutMs = (options.downloadTimeoutSeconds ?? 60) * 1000;
+  const recovered = await recover({
+    server,
+    dataDir: options.dataDir,
+    state,
+    failpoints,
+    supervisor,
+    downloadTimeoutMs,
+  });
+  await superviseActive({
+    server,
+    dataDir: options.dataDir,
+    state,
+    failpoints,
+    supervisor,
+    downloadTimeoutMs,
+  });
   if (recovered) options.logger.warn({ recovered }, 'an activation was interrupted and has been undone');
   // A token given to an agent that was already enrolled is kept for one re-enrollment.
   let tokenUsed = !hadState || options.enrollToken === undefined;
@@ -205,7 +222,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
       }, interval * 1000);
       beating.unref();
       const outcome = await runStep(
-        { server, dataDir: options.dataDir, state, failpoints, supervisor },
+        { server, dataDir: options.dataDir, state, failpoints, supervisor, downloadTimeoutMs },
         step,
       ).finally(() => clearInterval(beating));
       options.logger.info(

@@ -38,6 +38,8 @@ export interface StepContext {
   state: AgentState;
   failpoints: Failpoints;
   supervisor: Supervisor;
+  /** How long a download may be silent or trickle before it is given up (default 60 s). */
+  downloadTimeoutMs?: number | undefined;
 }
 
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
@@ -121,7 +123,7 @@ async function install(ctx: StepContext, step: StepToRun, releases: string): Pro
           authorization: `Bearer ${ctx.state.credential}`,
           ...(resume ? { range: `bytes=${received}-` } : {}),
         },
-        timeoutMs: 60_000,
+        timeoutMs: ctx.downloadTimeoutMs ?? 60_000,
       }).catch((error: Error) => error);
       if (response instanceof Error) {
         if (!isCutOff(response) || attempt >= DOWNLOAD_ATTEMPTS) throw response;

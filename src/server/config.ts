@@ -33,6 +33,8 @@ export interface ServerConfig {
   deployLeaseSeconds: number;
   /** Bytes of artifacts one user may store (0: no quota). */
   dmlUserQuotaBytes: number;
+  /** Seconds between agent heartbeats; stale after 3 missed, offline after 10. */
+  heartbeatSeconds: number;
   /** Test harness failpoints (see failpoints.ts); unset in production. */
   failpoints: string | undefined;
 }
@@ -127,6 +129,11 @@ export function loadServerConfig(
       'must be a whole number of seconds (0 turns the background check off).',
     );
   }
+  const heartbeatText = env.GANTRY_HEARTBEAT_SECONDS ?? '15';
+  const heartbeatSeconds = Number(heartbeatText);
+  if (!Number.isInteger(heartbeatSeconds) || heartbeatSeconds < 1 || heartbeatSeconds > 300)
+    invalid('GANTRY_HEARTBEAT_SECONDS', 'must be a whole number of seconds from 1 to 300.');
+
   const quotaText = env.GANTRY_DML_USER_QUOTA_BYTES ?? '0';
   const dmlUserQuotaBytes = Number(quotaText);
   if (!Number.isSafeInteger(dmlUserQuotaBytes) || dmlUserQuotaBytes < 0)
@@ -157,6 +164,7 @@ export function loadServerConfig(
     dmlScrubIntervalSeconds,
     deployLeaseSeconds,
     dmlUserQuotaBytes,
+    heartbeatSeconds,
     failpoints: env.FAILPOINTS || undefined,
   };
 }

@@ -72,6 +72,8 @@ export interface AppDeps {
   failpoints?: Failpoints | undefined;
   /** How often the deployment engine looks at every active deployment (default 1 s). */
   engineIntervalMs?: number | undefined;
+  /** Seconds between agent heartbeats (default 15). */
+  heartbeatSeconds?: number | undefined;
   /** Bytes of artifacts one user may store (0 or absent: no quota). */
   dmlUserQuotaBytes?: number | undefined;
   /** How long this replica holds a deployment's lease without renewing it (default 15 s). */
@@ -249,7 +251,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     onOwnPasswordChanged: (username) => forgetBootstrapPassword(deps.dataDir, username),
   });
   const users = new UserService(tx);
-  const enrollment = new EnrollmentService(tx);
+  const enrollment = new EnrollmentService(tx, deps.heartbeatSeconds);
 
   app.addHook(
     'onRequest',
@@ -272,7 +274,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerEventRoutes(app, { database: deps.database });
   registerKeyRoutes(app, new PublisherKeyService(tx));
   registerArtifactRoutes(app, artifacts, deps.blobs);
-  const inventory = new InventoryService(tx);
+  const inventory = new InventoryService(tx, deps.heartbeatSeconds);
   const steps = new StepService(tx, inventory);
   registerInventoryRoutes(app, inventory, enrollment, new LedgerService(tx, inventory), steps);
   const releases = new ReleaseService(tx);

@@ -75,6 +75,7 @@ export async function runServer(config: ServerConfig): Promise<RunningServer> {
     failpoints,
     deployLeaseMs: config.deployLeaseSeconds * 1000,
     dmlUserQuotaBytes: config.dmlUserQuotaBytes,
+    heartbeatSeconds: config.heartbeatSeconds,
   });
   try {
     await app.listen({ host: config.host, port: config.port });

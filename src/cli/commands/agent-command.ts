@@ -43,10 +43,23 @@ export function addAgentCommand(program: Command, ctx: CliContext): void {
           name: o.name,
           logger,
           stopped,
+          downloadTimeoutSeconds: downloadTimeout(ctx.env.GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS),
         });
       } catch (error) {
         if (error instanceof AgentFatalError) throw new CliError(EXIT.refused, error.message);
         throw error;
       }
     });
+}
+
+/** GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS: how long a download may be silent or trickle (5–3600). */
+function downloadTimeout(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 5 || n > 3600)
+    throw new CliError(
+      EXIT.usage,
+      'GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS must be a whole number of seconds from 5 to 3600.',
+    );
+  return n;
 }

@@ -65,8 +65,23 @@ export async function openAndMigrate(
 ): Promise<{ database: Database; applied: string[] }> {
   const database = openDatabase(target);
   try {
-    const applied = await migrateToLatest(database.db, database.dialect);
-    return { database, applied };
+    // On PostgreSQL the migrator reads the catalog of every schema; DDL in another schema at the
+    // same moment (another Gantry, a test dropping its schema) can fail that read. It is tried again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const applied = await migrateToLatest(database.db, database.dialect);
+        return { database, applied };
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        if (
+          database.dialect !== 'postgres' ||
+          attempt >= 5 ||
+          (code !== '3F000' && code !== '42P01' && code !== 'XX000')
+        )
+          throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+      }
+    }
   } catch (error) {
     await database.destroy();
     throw error;

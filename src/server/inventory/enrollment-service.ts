@@ -24,7 +24,10 @@ export interface AgentIdentity {
 }
 
 export class EnrollmentService {
-  constructor(private readonly deps: TransactionDeps) {}
+  constructor(
+    private readonly deps: TransactionDeps,
+    private readonly heartbeatSeconds = HEARTBEAT_SECONDS,
+  ) {}
 
   async createToken(
     by: Principal,
@@ -183,7 +186,7 @@ export class EnrollmentService {
             labels: JSON.parse(token.labels) as Labels,
           },
         });
-        return { agentId, targetId, credential, heartbeatSeconds: HEARTBEAT_SECONDS };
+        return { agentId, targetId, credential, heartbeatSeconds: this.heartbeatSeconds };
       });
     } catch (error) {
       if (isUniqueViolation(error))
@@ -235,7 +238,7 @@ export class EnrollmentService {
       .set({ last_seen_at: now, facts: JSON.stringify(facts) })
       .where('id', '=', agent.targetId)
       .execute();
-    return { serverTime: now, heartbeatSeconds: HEARTBEAT_SECONDS };
+    return { serverTime: now, heartbeatSeconds: this.heartbeatSeconds };
   }
 
   async revokeAgentOfTarget(by: Principal, targetId: string, targetName: string): Promise<number> {

@@ -48,7 +48,11 @@ export interface Target {
 }
 
 export class InventoryService {
-  constructor(private readonly deps: TransactionDeps) {}
+  constructor(
+    private readonly deps: TransactionDeps,
+    /** Seconds between agent heartbeats (GANTRY_HEARTBEAT_SECONDS); liveness is judged against it. */
+    readonly heartbeatSeconds = HEARTBEAT_SECONDS,
+  ) {}
 
   /** Environments in order; a supplier sees only those that hold targets of its own. */
   async listEnvironments(by: Principal): Promise<Environment[]> {
@@ -195,7 +199,9 @@ export class InventoryService {
     if (scope !== undefined) query = query.where('targets.supplier_id', '=', scope);
     const rows = await query.orderBy('environments.position').orderBy('targets.name').execute();
     const now = this.deps.clock.now();
-    return rows.map((r) => toTarget(r, r.environment_name, r.environment_standards, now));
+    return rows.map((r) =>
+      toTarget(r, r.environment_name, r.environment_standards, now, this.heartbeatSeconds),
+    );
   }
 
   async target(by: Principal, ref: string): Promise<Target> {
@@ -212,7 +218,13 @@ export class InventoryService {
     if (scope !== undefined) query = query.where('targets.supplier_id', '=', scope);
     const row = await query.executeTakeFirst();
     if (!row) throw new GantryError('NOT_FOUND', `No target '${ref}'. See \`gantry targets list\`.`, { ref });
-    return toTarget(row, row.environment_name, row.environment_standards, this.deps.clock.now());
+    return toTarget(
+      row,
+      row.environment_name,
+      row.environment_standards,
+      this.deps.clock.now(),
+      this.heartbeatSeconds,
+    );
   }
 
   async retireTarget(by: Principal, ref: string): Promise<Target> {
@@ -277,7 +289,13 @@ function toEnvironment(row: EnvironmentsTable): Environment {
   };
 }
 
-function toTarget(row: TargetsTable, environment: string, standardsJson: string, now: Date): Target {
+function toTarget(
+  row: TargetsTable,
+  environment: string,
+  standardsJson: string,
+  now: Date,
+  heartbeatSeconds: number,
+): Target {
   const facts = JSON.parse(row.facts) as HostFacts;
   return {
     id: row.id,
@@ -288,7 +306,7 @@ function toTarget(row: TargetsTable, environment: string, standardsJson: string,
     facts,
     state: row.retired_at
       ? 'retired'
-      : liveness(row.last_seen_at ? new Date(row.last_seen_at) : null, now, HEARTBEAT_SECONDS),
+      : liveness(row.last_seen_at ? new Date(row.last_seen_at) : null, now, heartbeatSeconds),
     lastSeenAt: row.last_seen_at,
     standardsProblems: standardsProblems(JSON.parse(standardsJson) as PlatformStandards, facts),
     createdAt: row.created_at,
