@@ -218,5 +218,6 @@ describe('steps run by a real agent', () => {
       const pidFile = path.join(agentDir(), 'releases', 'api', 'current', 'server.pid');
       if (existsSync(pidFile)) process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGTERM');
     }
-  });
+    // Seven steps, each a CLI call or two and real hook processes: a minute on a busy machine.
+  }, 90_000);
 });
