@@ -1,0 +1,434 @@
+/**
+ * Gantry against a shell loop and Ansible, the same work in the same run: a 10 MiB package (random
+ * bytes and an index file, as .tar.gz) goes to BENCH_ANSIBLE_TARGETS (default 200) local targets,
+ * each a directory under a temporary one: download, verify its SHA-256, unpack into a release
+ * directory, switch `current` atomically, health check (`index.html` is there). Time per target.
+ *
+ * - Gantry: a real `gantry server` (SQLite) and a real big-bang deployment driven by its engine. The
+ *   agents of all targets run in this one process on the real protocol (long-poll, report), each
+ *   step run by the agent's own step code (`runStep` from src/agent/steps.ts: download from
+ *   /api/v1/agent/blobs with the agent's credential, digest checked while streaming, the safe
+ *   extraction, crash-safe state in agent.json, the link renamed over `current`, the manifest's
+ *   health command).
+ * - Shell: a bash script per target (curl from a local static HTTP server, `sha256sum -c`,
+ *   `tar xzf` into releases/<v>, `ln -sfn` + `mv -T`, `test -f`), serially and with `xargs -P 2`.
+ * - Ansible: Debian's `ansible-playbook`, `connection: local`, an inventory of N hosts
+ *   (ansible_host=localhost, each with its own target_dir): get_url with checksum, unarchive,
+ *   file state=link, command; at BENCH_ANSIBLE_FORKS (default 5,20,50) forks. Ansible missing is
+ *   installed with apt-get when running as root (BENCH_INSTALL_ANSIBLE=0 turns that off); if it
+ *   cannot be had, that part is skipped and the reason printed.
+ */
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { AgentState } from '../src/agent/agent-state.ts';
+import { writeState } from '../src/agent/agent-state.ts';
+import { runStep } from '../src/agent/steps.ts';
+import { Supervisor } from '../src/agent/supervisor.ts';
+import { NO_FAILPOINTS } from '../src/support/failpoints.ts';
+import {
+  Client,
+  cpuSeconds,
+  enroll,
+  Fleet,
+  finished,
+  mib,
+  procStatus,
+  type Simulated,
+  seconds,
+  sleep,
+  startServer,
+  uploadPackage,
+} from './support.ts';
+
+const TARGETS = Number(process.env.BENCH_ANSIBLE_TARGETS ?? 200);
+const FORKS = (process.env.BENCH_ANSIBLE_FORKS ?? '5,20,50').split(',').map(Number).filter(Boolean);
+const PACKAGE_MIB = 10;
+const VERSION = '1.0.0';
+const root = mkdtempSync(path.join(os.tmpdir(), 'gantry-ansible-bench-'));
+const pad = (i: number) => String(i).padStart(5, '0');
+
+interface Way {
+  name: string;
+  seconds: number | null;
+  note: string;
+}
+const ways: Way[] = [];
+
+/** The package: random bytes (they do not compress), an index file and a manifest with a health check. */
+function makePackage(): { file: string; sha256: string } {
+  const src = path.join(root, 'package');
+  mkdirSync(src);
+  writeFileSync(path.join(src, 'data.bin'), randomBytes(PACKAGE_MIB * 1024 * 1024));
+  writeFileSync(path.join(src, 'index.html'), `<h1>site ${VERSION}</h1>\n`);
+  writeFileSync(
+    path.join(src, 'gantry.yaml'),
+    'health:\n  command: test -f index.html\n  retries: 1\n  interval: 1\n  timeout: 5\n',
+  );
+  const file = path.join(root, 'www', `site-${VERSION}.tar.gz`);
+  mkdirSync(path.dirname(file));
+  execFileSync('tar', ['-czf', file, '-C', src, 'data.bin', 'index.html', 'gantry.yaml']);
+  const sha256 = execFileSync('sha256sum', [file]).toString().split(' ')[0] as string;
+  return { file, sha256 };
+}
+
+/** Every target ends with `current` → this version, and its index file reachable through it. */
+function verify(dirs: string[], link: (dir: string) => string, expected: (dir: string) => string): string {
+  let bad = 0;
+  for (const dir of dirs) {
+    try {
+      if (readlinkSync(link(dir)) !== expected(dir) || !existsSync(path.join(link(dir), 'index.html'))) bad++;
+    } catch {
+      bad++;
+    }
+  }
+  return bad === 0 ? `all ${dirs.length} verified` : `${bad} of ${dirs.length} NOT in place`;
+}
+
+/** Runs a command to its end; resolves with the seconds taken and the exit code. */
+function timed(
+  command: string,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; log: string },
+): Promise<{ seconds: number; code: number | null }> {
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const out = openSync(options.log, 'a');
+    const child = spawn(command, args, {
+      env: options.env ?? process.env,
+      cwd: options.cwd ?? root,
+      stdio: ['ignore', out, out],
+    });
+    closeSync(out);
+    child.on('error', reject);
+    child.on('exit', (code) => resolve({ seconds: (performance.now() - t0) / 1000, code }));
+  });
+}
+
+/** A plain static HTTP server for the shell loop and Ansible to download from. */
+async function staticServer(dir: string): Promise<{ url: string; stop(): void }> {
+  const child = spawn(
+    'python3',
+    ['-u', '-m', 'http.server', '0', '--bind', '127.0.0.1', '--directory', dir],
+    {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    },
+  );
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  for (let i = 0; i < 100 && !/port (\d+)/.test(out); i++) await sleep(50);
+  const port = /port (\d+)/.exec(out)?.[1];
+  if (!port) {
+    child.kill('SIGKILL');
+    throw new Error(`python3 -m http.server did not start: ${out}`);
+  }
+  return { url: `http://127.0.0.1:${port}`, stop: () => child.kill('SIGKILL') };
+}
+
+// (a) Gantry: a real server and deployment; every target's agent work done by the agent's code.
+async function gantry(pkg: { file: string; sha256: string }): Promise<void> {
+  const dir = path.join(root, 'gantry');
+  const server = await startServer(path.join(dir, 'server'));
+  const client = new Client(server.base, TARGETS + 16);
+  try {
+    await client.json('POST', '/api/v1/environments', { name: 'bench' });
+    await uploadPackage(server.base, readFileSync(pkg.file), 'site', VERSION);
+    await client.json('POST', '/api/v1/releases', {
+      name: 'site',
+      version: VERSION,
+      components: [{ component: 'site', version: VERSION }],
+    });
+    const enrolled = await enroll(client, 'bench', TARGETS, 16, (i) => `t-${pad(i)}`);
+    // Each target's agent keeps its state in its own data directory, as `gantry agent` does.
+    const sims = enrolled.agents.map((a, i) => {
+      const dataDir = path.join(dir, 'targets', `t-${pad(i)}`);
+      const state: AgentState = {
+        version: 1,
+        server: server.base.toString(),
+        agentId: a.agentId,
+        targetId: a.targetId,
+        name: `t-${pad(i)}`,
+        credential: a.credential,
+      };
+      writeState(dataDir, state);
+      return { ...a, dataDir, state, supervisor: new Supervisor(dataDir) };
+    });
+    const fleet = new Fleet<Simulated & (typeof sims)[number]>(
+      new Client(server.base, TARGETS + 16),
+      sims,
+      async (sim, step) =>
+        ({
+          ...(await runStep(
+            {
+              server: server.base.toString(),
+              dataDir: sim.dataDir,
+              state: sim.state,
+              failpoints: NO_FAILPOINTS,
+              supervisor: sim.supervisor,
+            },
+            step,
+          )),
+        }) as Record<string, unknown>,
+      { wait: 20, pollMs: 0, heartbeats: false },
+    );
+    fleet.start();
+    await sleep(1000);
+    const serverCpu0 = cpuSeconds(server.pid);
+    const simCpu0 = process.cpuUsage();
+    const t0 = Date.now();
+    const created = await client.json('POST', '/api/v1/deployments', {
+      release: `site@${VERSION}`,
+      environment: 'bench',
+      strategy: 'big-bang',
+    });
+    const view = await finished(
+      client,
+      created.id as string,
+      30 * 60_000,
+      () => true,
+      () => `last agent error: ${fleet.lastError}`,
+    );
+    const wall = (Date.parse(view.finishedAt as string) - t0) / 1000;
+    const serverCpu = cpuSeconds(server.pid) - serverCpu0;
+    const simCpu = process.cpuUsage(simCpu0);
+    await fleet.stop();
+    const check = verify(
+      sims.map((s) => s.dataDir),
+      (d) => path.join(d, 'releases', 'site', 'current'),
+      () => VERSION,
+    );
+    ways.push({
+      name: `Gantry: server + big-bang deployment, ${TARGETS} agents in one process running the agent's step code`,
+      seconds: view.state === 'succeeded' ? wall : null,
+      note: `${view.state}, ${JSON.stringify(view.counts)}; ${check}; server CPU ${serverCpu.toFixed(1)} s, agents' process CPU ${((simCpu.user + simCpu.system) / 1e6).toFixed(1)} s (peak RSS ${mib(procStatus(process.pid, 'VmHWM'))} MiB); ${fleet.errors} failed requests retried`,
+    });
+  } finally {
+    client.agent.destroy();
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// (b) The shell loop.
+const DEPLOY_ONE = `#!/bin/bash
+# deploy-one.sh TARGET_DIR URL SHA256 VERSION
+set -euo pipefail
+t=$1 url=$2 sum=$3 v=$4
+mkdir -p "$t/downloads" "$t/releases"
+curl -fsS -o "$t/downloads/pkg.tar.gz" "$url"
+echo "$sum  $t/downloads/pkg.tar.gz" | sha256sum -c --quiet -
+rm -rf "$t/releases/.staging-$v"
+mkdir -p "$t/releases/.staging-$v"
+tar xzf "$t/downloads/pkg.tar.gz" -C "$t/releases/.staging-$v"
+mv -T "$t/releases/.staging-$v" "$t/releases/$v"
+ln -sfn "releases/$v" "$t/current.tmp"
+mv -T "$t/current.tmp" "$t/current"
+test -f "$t/current/index.html"
+rm -f "$t/downloads/pkg.tar.gz"
+`;
+
+async function shell(url: string, sha256: string, parallel: number): Promise<void> {
+  const dir = path.join(root, `shell-${parallel}`);
+  mkdirSync(dir);
+  const script = path.join(root, 'deploy-one.sh');
+  writeFileSync(script, DEPLOY_ONE, { mode: 0o755 });
+  const loop =
+    parallel === 1
+      ? `for i in $(seq -f %05g 0 ${TARGETS - 1}); do ${script} ${dir}/t-$i ${url} ${sha256} ${VERSION}; done`
+      : `seq -f %05g 0 ${TARGETS - 1} | xargs -P ${parallel} -I{} ${script} ${dir}/t-{} ${url} ${sha256} ${VERSION}`;
+  const log = path.join(root, `shell-${parallel}.log`);
+  const run = await timed('bash', ['-c', `set -e; ${loop}`], { log });
+  const dirs = Array.from({ length: TARGETS }, (_, i) => path.join(dir, `t-${pad(i)}`));
+  const check = verify(
+    dirs,
+    (d) => path.join(d, 'current'),
+    () => `releases/${VERSION}`,
+  );
+  ways.push({
+    name:
+      parallel === 1
+        ? 'shell loop, serial (curl, sha256sum -c, tar xzf, ln -sfn + mv -T, test -f)'
+        : `shell loop, xargs -P ${parallel}`,
+    seconds: run.code === 0 ? run.seconds : null,
+    note: run.code === 0 ? check : `exit ${run.code}; see the log`,
+  });
+  rmSync(dir, { recursive: true, force: true });
+}
+
+// (c) Ansible.
+const PLAYBOOK = `- hosts: targets
+  gather_facts: false
+  tasks:
+    - name: release directory
+      ansible.builtin.file:
+        path: "{{ target_dir }}/releases/{{ version }}"
+        state: directory
+        mode: "0755"
+    - name: download, checked against its SHA-256
+      ansible.builtin.get_url:
+        url: "{{ package_url }}"
+        dest: "{{ target_dir }}/pkg.tar.gz"
+        checksum: "sha256:{{ package_sha256 }}"
+        mode: "0600"
+    - name: unpack
+      ansible.builtin.unarchive:
+        src: "{{ target_dir }}/pkg.tar.gz"
+        dest: "{{ target_dir }}/releases/{{ version }}"
+        remote_src: true
+    - name: switch current
+      ansible.builtin.file:
+        src: "{{ target_dir }}/releases/{{ version }}"
+        dest: "{{ target_dir }}/current"
+        state: link
+        force: true
+    - name: health check
+      ansible.builtin.command: test -f {{ target_dir }}/current/index.html
+      changed_when: false
+`;
+
+function ansibleAvailable(): { ok: true; version: string } | { ok: false; why: string } {
+  const probe = () => spawnSync('ansible-playbook', ['--version'], { encoding: 'utf8' });
+  let found = probe();
+  if (found.status === 0) return { ok: true, version: found.stdout.split('\n')[0] ?? '' };
+  if (process.env.BENCH_INSTALL_ANSIBLE === '0' || process.getuid?.() !== 0)
+    return { ok: false, why: 'ansible-playbook is not installed (apt-get install -y ansible)' };
+  console.error('ansible-playbook not found: apt-get install -y ansible …');
+  const install = spawnSync('apt-get', ['install', '-y', '-q', 'ansible'], {
+    encoding: 'utf8',
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
+  found = probe();
+  if (found.status === 0) return { ok: true, version: found.stdout.split('\n')[0] ?? '' };
+  const said = `${install.stdout ?? ''}${install.stderr ?? ''}`.trim().split('\n').slice(-3).join(' / ');
+  return {
+    ok: false,
+    why: `apt-get install -y ansible failed (${install.error?.message ?? `exit ${install.status}`}): ${said}`,
+  };
+}
+
+async function ansible(url: string, sha256: string, forks: number): Promise<void> {
+  const dir = path.join(root, `ansible-${forks}`);
+  mkdirSync(dir);
+  const inventory = path.join(root, `inventory-${forks}.ini`);
+  const hosts = Array.from(
+    { length: TARGETS },
+    (_, i) => `t-${pad(i)} ansible_host=localhost target_dir=${dir}/t-${pad(i)}`,
+  );
+  writeFileSync(
+    inventory,
+    `[targets]\n${hosts.join('\n')}\n\n[targets:vars]\nansible_connection=local\nansible_python_interpreter=/usr/bin/python3\n`,
+  );
+  const playbook = path.join(root, 'deploy.yml');
+  writeFileSync(playbook, PLAYBOOK);
+  const log = path.join(root, `ansible-${forks}.log`);
+  const run = await timed(
+    'ansible-playbook',
+    [
+      '-i',
+      inventory,
+      playbook,
+      '--forks',
+      String(forks),
+      '-e',
+      `version=${VERSION} package_url=${url} package_sha256=${sha256}`,
+    ],
+    {
+      log,
+      env: {
+        ...process.env,
+        ANSIBLE_HOST_KEY_CHECKING: 'False',
+        ANSIBLE_RETRY_FILES_ENABLED: 'False',
+        ANSIBLE_PIPELINING: 'True',
+        ANSIBLE_NOCOLOR: '1',
+        ANSIBLE_LOCAL_TEMP: path.join(root, 'ansible-tmp'),
+        ANSIBLE_REMOTE_TEMP: path.join(root, 'ansible-remote-tmp'),
+      },
+    },
+  );
+  const dirs = Array.from({ length: TARGETS }, (_, i) => path.join(dir, `t-${pad(i)}`));
+  const check = verify(
+    dirs,
+    (d) => path.join(d, 'current'),
+    (d) => path.join(d, 'releases', VERSION),
+  );
+  ways.push({
+    name: `Ansible ${forks} forks (get_url with checksum, unarchive, file state=link, command)`,
+    seconds: run.code === 0 ? run.seconds : null,
+    note: run.code === 0 ? check : `exit ${run.code}; see the log`,
+  });
+  rmSync(dir, { recursive: true, force: true });
+}
+
+let skipped = '';
+try {
+  const pkg = makePackage();
+  const www = await staticServer(path.dirname(pkg.file));
+  const url = `${www.url}/${path.basename(pkg.file)}`;
+  try {
+    console.error(`package: ${PACKAGE_MIB} MiB of random bytes + index.html, sha256 ${pkg.sha256}`);
+    await gantry(pkg);
+    console.error(`gantry: ${seconds((ways.at(-1)?.seconds ?? 0) * 1000)} s`);
+    await shell(url, pkg.sha256, 1);
+    console.error(`shell serial: ${seconds((ways.at(-1)?.seconds ?? 0) * 1000)} s`);
+    await shell(url, pkg.sha256, 2);
+    console.error(`shell -P 2: ${seconds((ways.at(-1)?.seconds ?? 0) * 1000)} s`);
+    const available = ansibleAvailable();
+    if (!available.ok) skipped = available.why;
+    else {
+      console.error(available.version);
+      for (const forks of FORKS) {
+        await ansible(url, pkg.sha256, forks);
+        console.error(`ansible ${forks} forks: ${seconds((ways.at(-1)?.seconds ?? 0) * 1000)} s`);
+      }
+    }
+  } finally {
+    www.stop();
+  }
+
+  const perTarget = (w: Way) => (w.seconds === null ? null : (w.seconds * 1000) / TARGETS);
+  const gantryMs = perTarget(ways[0] as Way);
+  console.log(
+    `\nGantry vs a shell loop vs Ansible — node ${process.version}, ${os.cpus().length} cores, ${TARGETS} local targets, a ${PACKAGE_MIB} MiB package (download, SHA-256, unpack, atomic switch, health check)`,
+  );
+  console.log('| way | wall | per target | Gantry ÷ this | this ÷ Gantry | check |');
+  console.log('|---|---:|---:|---:|---:|---|');
+  for (const w of ways) {
+    const ms = perTarget(w);
+    console.log(
+      `| ${w.name} | ${w.seconds === null ? 'failed' : `${w.seconds.toFixed(1)} s`} | ${ms === null ? '-' : `${ms.toFixed(1)} ms`} | ${ms && gantryMs ? (gantryMs / ms).toFixed(2) : '-'} | ${ms && gantryMs ? (ms / gantryMs).toFixed(1) : '-'} | ${w.note} |`,
+    );
+  }
+  if (skipped) console.log(`| Ansible | skipped | - | - | - | ${skipped} |`);
+  const shellSerial = ways.find((w) => w.name.startsWith('shell loop, serial'));
+  const ansibleBest = ways
+    .filter((w) => w.name.startsWith('Ansible') && w.seconds !== null)
+    .sort((a, b) => (a.seconds as number) - (b.seconds as number))[0];
+  if (gantryMs !== null && shellSerial?.seconds) {
+    const ratio = gantryMs / (perTarget(shellSerial) as number);
+    console.log(
+      `\nGantry per target ÷ serial shell loop per target: ${ratio.toFixed(2)} (goal ≤ 0.5: ${ratio <= 0.5 ? 'met' : 'not met'})`,
+    );
+  }
+  if (gantryMs !== null && ansibleBest) {
+    const ratio = (perTarget(ansibleBest) as number) / gantryMs;
+    console.log(
+      `Ansible's best (${ansibleBest.name.split(' (')[0]}) per target ÷ Gantry per target: ${ratio.toFixed(1)} (goal ≥ 20: ${ratio >= 20 ? 'met' : 'not met'})`,
+    );
+  }
+} finally {
+  rmSync(root, { recursive: true, force: true });
+}
