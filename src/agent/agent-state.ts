@@ -22,8 +22,8 @@ export interface AgentState {
   targetId: string;
   name: string;
   credential: string;
-  /** Per component: the active version and the one before it (for rollback). */
-  components?: Record<string, { current: string | null; previous: string | null }>;
+  /** Per component: the active version and the one before it (for rollback); its slots if blue-green. */
+  components?: Record<string, { current: string | null; previous: string | null; slots?: Slots }>;
   /**
    * An activation in progress, written before anything is switched. Found after a restart, it
    * means the new version was never confirmed healthy: the version before is put back.
@@ -33,6 +33,20 @@ export interface AgentState {
   recovered?: { component: string; version: string; message: string };
   /** Versions whose health check failed here (row F05): not activated again unless installed again. */
   bad?: Array<{ component: string; version: string; reason: string; at: string }>;
+}
+
+export type SlotName = 'blue' | 'green';
+/** One blue-green slot: the version staged there, whether it runs, and until when a kept one runs. */
+export interface SlotState {
+  version: string;
+  running: boolean;
+  retireAt: string | null;
+}
+export interface Slots {
+  /** The slot that takes traffic (null before the first switch). */
+  live: SlotName | null;
+  blue?: SlotState;
+  green?: SlotState;
 }
 
 export function statePath(dataDir: string): string {

@@ -64,13 +64,18 @@ export async function checkHealth(ctx: HookContext, check: HealthCheck): Promise
   let reason = 'not checked';
   for (let attempt = 1; attempt <= check.retries; attempt++) {
     if (check.http) {
+      // `${NAME}` in the URL is the hook's setting of that name (a slot's port, say).
+      const url = check.http.replace(
+        /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g,
+        (_, name: string) => ctx.env[name] ?? '',
+      );
       try {
-        const response = await send('GET', new URL(check.http), { timeoutMs: check.timeout * 1000 });
+        const response = await send('GET', new URL(url), { timeoutMs: check.timeout * 1000 });
         response.body.resume();
         if (response.status >= 200 && response.status < 300) return null;
-        reason = `${check.http} answered ${response.status}`;
+        reason = `${url} answered ${response.status}`;
       } catch (error) {
-        reason = `${check.http} did not answer (${(error as { code?: string }).code ?? (error as Error).message})`;
+        reason = `${url} did not answer (${(error as { code?: string }).code ?? (error as Error).message})`;
       }
     } else if (check.command) {
       const failed = await runHook(ctx, 'health', check.command, check.timeout);

@@ -36,6 +36,25 @@ describe('gantry.yaml', () => {
     expect(refusal('env:\n  1BAD: x')).toContain('1BAD');
   });
 
+  it('reads blue-green slots and the switch hook; each needs the other, and exactly blue and green', () => {
+    const health = 'http://127.0.0.1:$' + '{PORT}/health'; // the manifest's placeholder, not JavaScript's
+    expect(
+      parseManifest(
+        'supervise: true\nstart: node server.js\nswitch: sh switch.sh\nslots:\n  blue: { PORT: 8081 }\n  green: { PORT: 8082 }\nhealth:\n  http: ' +
+          health +
+          '\n',
+      ),
+    ).toMatchObject({
+      switch: 'sh switch.sh',
+      slots: { blue: { PORT: '8081' }, green: { PORT: '8082' } },
+      health: { http: health },
+    });
+    expect(refusal('switch: sh switch.sh')).toContain("'slots' and 'switch' go together");
+    expect(refusal('switch: x\nslots:\n  blue: {}\n  red: {}')).toContain('exactly blue and green');
+    expect(refusal('switch: x\nslots:\n  blue: { 9X: 1 }\n  green: {}')).toContain("slots.blue name '9X'");
+    expect(refusal('switch: x\nslots: [blue, green]')).toContain("'slots' must map blue and green");
+  });
+
   it('B04: runs no code from custom tags and stops alias bombs quickly', () => {
     expect(refusal('start: !!js/function "function(){ process.exit(9) }"')).toMatch(/tag/i);
     const bomb = [

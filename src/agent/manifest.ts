@@ -30,6 +30,10 @@ export interface Manifest {
    * with backoff when it exits, and stops it with SIGTERM; `stop` is not needed.
    */
   supervise?: boolean;
+  /** Blue-green: the settings (environment variables) of each slot, e.g. its port. */
+  slots?: { blue: Record<string, string>; green: Record<string, string> };
+  /** Blue-green: moves traffic to `$GANTRY_SLOT` (run with that slot's settings). */
+  switch?: string;
 }
 
 export class ManifestError extends Error {
@@ -39,7 +43,7 @@ export class ManifestError extends Error {
   }
 }
 
-const KEYS = new Set(['install', 'start', 'stop', 'health', 'env', 'supervise']);
+const KEYS = new Set(['install', 'start', 'stop', 'health', 'env', 'supervise', 'slots', 'switch']);
 
 /** Reads the manifest of an unpacked release, or undefined when it has none. */
 export async function readManifest(releaseDir: string): Promise<Manifest | undefined> {
@@ -85,21 +89,25 @@ export function parseManifest(text: string): Manifest {
     if (typeof raw.supervise !== 'boolean') throw new ManifestError("'supervise' must be true or false");
     manifest.supervise = raw.supervise;
   }
-  for (const key of ['install', 'start', 'stop'] as const) {
+  for (const key of ['install', 'start', 'stop', 'switch'] as const) {
     const c = command(key);
     if (c !== undefined) manifest[key] = c;
   }
-  if (raw.env !== undefined) {
-    if (typeof raw.env !== 'object' || raw.env === null || Array.isArray(raw.env))
-      throw new ManifestError("'env' must map names to values");
-    for (const [k, v] of Object.entries(raw.env)) {
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
-        throw new ManifestError(`env name '${k}' is not a valid variable name`);
-      if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean')
-        throw new ManifestError(`env '${k}' must be text or a number`);
-      manifest.env[k] = String(v);
-    }
+  if (raw.env !== undefined) manifest.env = variables('env', raw.env);
+  if (raw.slots !== undefined) {
+    const slots = raw.slots as Record<string, unknown>;
+    if (typeof slots !== 'object' || slots === null || Array.isArray(slots))
+      throw new ManifestError("'slots' must map blue and green to their settings");
+    const names = Object.keys(slots).sort().join(',');
+    if (names !== 'blue,green')
+      throw new ManifestError(`'slots' must name exactly blue and green (found: ${names || 'none'})`);
+    manifest.slots = {
+      blue: variables('slots.blue', slots.blue),
+      green: variables('slots.green', slots.green),
+    };
   }
+  if ((manifest.slots === undefined) !== (manifest.switch === undefined))
+    throw new ManifestError("'slots' and 'switch' go together: blue-green needs both");
   if (raw.health !== undefined) {
     const h = raw.health as Record<string, unknown>;
     if (typeof h !== 'object' || h === null) throw new ManifestError("'health' must have http or command");
@@ -124,4 +132,19 @@ export function parseManifest(text: string): Manifest {
   if (manifest.supervise && !manifest.start)
     throw new ManifestError("'supervise: true' needs 'start', the service to run");
   return manifest;
+}
+
+/** A mapping of environment variable names to values (text, numbers or true/false). */
+function variables(where: string, value: unknown): Record<string, string> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new ManifestError(`'${where}' must map names to values`);
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(value)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
+      throw new ManifestError(`${where} name '${k}' is not a valid variable name`);
+    if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean')
+      throw new ManifestError(`${where} '${k}' must be text or a number`);
+    out[k] = String(v);
+  }
+  return out;
 }

@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { type Failpoints, NO_FAILPOINTS } from '../support/failpoints.ts';
 import { type AgentState, forgetState, readState, statePath, writeState } from './agent-state.ts';
 import { readText, send } from './http-client.ts';
+import { retireExpired } from './slots.ts';
 import { recover, runStep, type StepToRun, superviseActive } from './steps.ts';
 import { Supervisor } from './supervisor.ts';
 
@@ -276,6 +277,16 @@ export async function runAgent(options: AgentOptions): Promise<void> {
       interval = Number.isFinite(offered) && offered >= 1 && offered <= 3600 ? offered : 15;
       if (failures > 0) options.logger.info({ after: failures }, 'server reachable again');
       failures = 0;
+      // Blue-green: a slot kept for switching back is stopped once its time is up.
+      const retired = await retireExpired({
+        server,
+        dataDir: options.dataDir,
+        state,
+        failpoints,
+        supervisor,
+        downloadTimeoutMs,
+      });
+      if (retired.length > 0) options.logger.info({ retired }, 'stopped the slots kept for switching back');
       // Until the next heartbeat is due, wait for work and run it.
       await workUntil(Date.now() + interval * 1000);
       delay = 0;
@@ -320,6 +331,7 @@ function mergeActive(
   for (const [component, version] of Object.entries(onDisk)) {
     const before = merged[component];
     merged[component] = {
+      ...before,
       current: version,
       previous:
         before?.current !== version

@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
+import { mkdir, readdir, readlink, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Failpoints } from '../support/failpoints.ts';
@@ -14,16 +14,19 @@ import { type AgentState, writeState } from './agent-state.ts';
 import { checkHealth, runHook } from './hooks.ts';
 import { send } from './http-client.ts';
 import type { Manifest } from './manifest.ts';
+import { DEFAULT_KEEP_SECONDS, stage, superviseSlots, switchBack, switchLink, switchTo } from './slots.ts';
 import type { Supervisor } from './supervisor.ts';
 
 export interface StepToRun {
   id: string;
-  kind: 'install' | 'activate' | 'rollback' | 'remove' | 'logs';
+  kind: 'install' | 'activate' | 'rollback' | 'remove' | 'logs' | 'stage' | 'switch';
   component: string;
   version: string | null;
   digest: string | null;
   /** Declared length of the package, for install. */
   size: number | null;
+  /** switch: how long the old slot keeps running for an instant switch back. */
+  keepSeconds?: number | null | undefined;
 }
 
 export interface StepOutcome {
@@ -66,7 +69,19 @@ export async function runStep(ctx: StepContext, step: StepToRun): Promise<StepOu
       }
       return activate(ctx, step.component, step.version as string, releases);
     }
+    case 'stage':
+      return stage(ctx, step.component, step.version as string, releases);
+    case 'switch':
+      return switchTo(
+        ctx,
+        step.component,
+        step.version as string,
+        releases,
+        step.keepSeconds ?? DEFAULT_KEEP_SECONDS,
+      );
     case 'rollback': {
+      if (ctx.state.components?.[step.component]?.slots)
+        return switchBack(ctx, step.component, step.version, releases);
       const previous = ctx.state.components?.[step.component]?.previous;
       if (!previous)
         return {
@@ -262,6 +277,11 @@ async function activate(
     return { outcome: 'failed', message: `refused: ${(error as Error).message}` };
   }
   const known = ctx.state.components?.[component];
+  if (known?.slots?.live)
+    return {
+      outcome: 'failed',
+      message: `refused: ${component} runs blue-green here (${known.slots.live} serves ${known.current}); deploy it with the blue-green strategy`,
+    };
   if (before === version && known?.current === version) {
     // Run again after a restart that came after confirmation: nothing to do but say so.
     return {
@@ -399,17 +419,11 @@ export async function recover(ctx: StepContext): Promise<string | null> {
   return message;
 }
 
-/** Points `link` at `version` atomically: a new link renamed over the old. */
-async function switchLink(link: string, version: string): Promise<void> {
-  const temp = `${link}.${process.pid}.tmp`;
-  await rm(temp, { force: true });
-  await symlink(version, temp);
-  await rename(temp, link);
-}
-
 /** The last lines of a component's log (its service's output and the agent's notes), at most 64 KiB. */
 async function logsOf(ctx: StepContext, component: string): Promise<StepOutcome> {
-  const file = path.join(ctx.dataDir, 'logs', `${component}.log`);
+  // A blue-green component's service writes to the log of the slot that serves.
+  const live = ctx.state.components?.[component]?.slots?.live;
+  const file = path.join(ctx.dataDir, 'logs', `${live ? `${component}@${live}` : component}.log`);
   const { open } = await import('node:fs/promises');
   const handle = await open(file, 'r').catch(() => null);
   if (!handle) return { outcome: 'succeeded', message: `(no log for ${component} yet)` };
@@ -429,7 +443,12 @@ async function logsOf(ctx: StepContext, component: string): Promise<StepOutcome>
 /** After the agent starts: every supervised service of an active version runs (or is adopted). */
 export async function superviseActive(ctx: StepContext): Promise<void> {
   for (const [component, known] of Object.entries(ctx.state.components ?? {})) {
-    if (!known.current || !SAFE_NAME.test(component)) continue;
+    if (!SAFE_NAME.test(component)) continue;
+    if (known.slots) {
+      await superviseSlots(ctx, component, known.slots);
+      continue;
+    }
+    if (!known.current) continue;
     const dir = path.join(ctx.dataDir, 'releases', component, known.current);
     const manifest = await readManifest(dir).catch(() => undefined);
     if (manifest?.supervise && manifest.start)

@@ -582,3 +582,53 @@ describe('decide: states that wait', () => {
     ).toEqual({ kind: 'complete' });
   });
 });
+
+describe('decide: blue-green', () => {
+  const running = (states: TargetState[], haltRule: HaltRule = DEFAULT_HALT_RULE) =>
+    snapshot({
+      haltRule,
+      waves: [waveOf(0, { state: 'running' })],
+      targets: states.map((state, i) => ({ id: `t${i + 1}`, wave: 0, state })),
+    });
+
+  it('does not switch while any target is still installing or staging', () => {
+    expect(decide(running(['staged', 'staging', 'staged']))).toEqual({ kind: 'wait' });
+    expect(decide(running(['staged', 'installing']))).toEqual({ kind: 'wait' });
+  });
+
+  it('switches every target at once when all have staged', () => {
+    expect(decide(running(['staged', 'staged', 'staged']))).toEqual({ kind: 'switch_wave', wave: 0 });
+  });
+
+  it('a failure within the halt rule does not hold the switch back for the others', () => {
+    const rule = { maxFailedPercent: 50, canaryMaxFailures: 0 };
+    expect(decide(running(['staged', 'failed', 'staged'], rule))).toEqual({ kind: 'switch_wave', wave: 0 });
+  });
+
+  it('a failure beyond the halt rule halts before anything switches', () => {
+    expect(decide(running(['staged', 'failed', 'staged'])).kind).toBe('halt');
+  });
+
+  it('bakes once every switch is done', () => {
+    const s = running(['succeeded', 'succeeded']);
+    expect(decide(s).kind).toBe('bake_wave');
+    expect(decide(running(['succeeded', 'switching']))).toEqual({ kind: 'wait' });
+  });
+
+  it('rolling back stops the staged targets too, and waits for those switching or staging', () => {
+    const s = snapshot({
+      state: 'rolling_back',
+      waves: [waveOf(0, { state: 'running' })],
+      targets: (['staged', 'succeeded', 'failed'] as TargetState[]).map((state, i) => ({
+        id: `t${i + 1}`,
+        wave: 0,
+        state,
+      })),
+    });
+    expect(decide(s)).toEqual({ kind: 'roll_back_targets', targets: ['t1', 't2'] });
+    setTargets(s, { t1: 'rolled_back', t2: 'switching' });
+    expect(decide(s)).toEqual({ kind: 'wait' });
+    setTargets(s, { t2: 'staging' });
+    expect(decide(s)).toEqual({ kind: 'wait' });
+  });
+});

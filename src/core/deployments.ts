@@ -45,6 +45,12 @@ export type TargetState =
   | 'pending'
   | 'installing'
   | 'activating'
+  /** Blue-green: starting in the idle slot and checking its health there. */
+  | 'staging'
+  /** Blue-green: healthy in the idle slot, waiting for every other target before the switch. */
+  | 'staged'
+  /** Blue-green: traffic is being moved to the new slot. */
+  | 'switching'
   | 'succeeded'
   /** Activated, then an exception event on it during its wave's bake: a failure that is rolled back. */
   | 'unhealthy'
@@ -86,6 +92,8 @@ export type Decision =
   | { kind: 'start' }
   | { kind: 'halt'; reason: string }
   | { kind: 'start_wave'; wave: number }
+  /** Blue-green: every target of the wave is staged (or failed): switch them all at once. */
+  | { kind: 'switch_wave'; wave: number }
   | { kind: 'bake_wave'; wave: number; bakeUntil: Date }
   | { kind: 'await_approval'; wave: number }
   | { kind: 'finish_wave'; wave: number }
@@ -94,6 +102,7 @@ export type Decision =
   | { kind: 'finish_rollback'; ok: boolean };
 
 const DONE: readonly TargetState[] = ['succeeded', 'unhealthy', 'failed'];
+const MOVING: readonly TargetState[] = ['rolling_back', 'installing', 'activating', 'staging', 'switching'];
 const FAILED: readonly TargetState[] = ['failed', 'unhealthy'];
 
 export function decide(s: Snapshot): Decision {
@@ -105,15 +114,10 @@ export function decide(s: Snapshot): Decision {
   if (s.state === 'rolling_back') {
     // Every target this deployment changed goes back; a target that failed was put back by its agent.
     const toRollBack = s.targets
-      .filter((t) => t.state === 'succeeded' || t.state === 'unhealthy')
+      .filter((t) => t.state === 'succeeded' || t.state === 'unhealthy' || t.state === 'staged')
       .map((t) => t.id);
     if (toRollBack.length > 0) return { kind: 'roll_back_targets', targets: toRollBack };
-    if (
-      s.targets.some(
-        (t) => t.state === 'rolling_back' || t.state === 'installing' || t.state === 'activating',
-      )
-    )
-      return { kind: 'wait' };
+    if (s.targets.some((t) => MOVING.includes(t.state))) return { kind: 'wait' };
     return { kind: 'finish_rollback', ok: !s.targets.some((t) => t.state === 'rollback_failed') };
   }
 
@@ -129,6 +133,12 @@ export function decide(s: Snapshot): Decision {
     case 'pending':
       return { kind: 'start_wave', wave: current.index };
     case 'running':
+      // Blue-green: nothing switches until every target has staged (or failed); then all at once.
+      if (
+        mine.some((t) => t.state === 'staged') &&
+        mine.every((t) => t.state === 'staged' || DONE.includes(t.state))
+      )
+        return { kind: 'switch_wave', wave: current.index };
       if (!mine.every((t) => DONE.includes(t.state))) return { kind: 'wait' };
       return {
         kind: 'bake_wave',

@@ -81,11 +81,22 @@ describe('every strategy', () => {
     expect(input.map((t) => t.name)).toEqual(before);
   });
 
-  it('blue-green is refused with a problem that names it and the strategies there are', () => {
-    const text = problem(plan('blue-green', fleet(4)));
-    expect(text).toContain('blue-green');
-    expect(text).toContain('not available');
-    for (const s of ['phased', 'rolling', 'canary', 'big-bang']) expect(text).toContain(s);
+  it('blue-green is one wave of every target: stage, then switch all', () => {
+    const result = plan('blue-green', shuffled(fleet(4), 2), { bakeSeconds: 60, keepSeconds: 600 });
+    expect('ok' in result && result.ok).toEqual([
+      {
+        index: 0,
+        name: 'stage, then switch all',
+        targets: fleet(4),
+        bakeSeconds: 60,
+        gate: 'auto',
+        canary: false,
+      },
+    ]);
+  });
+
+  it.each([-1, 1.5, 30 * 86_400 + 1])('blue-green refuses a keep time of %s, naming the range', (keep) => {
+    expect(problem(plan('blue-green', fleet(2), { keepSeconds: keep }))).toContain('0 to 2592000');
   });
 });
 

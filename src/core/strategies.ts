@@ -37,6 +37,8 @@ export interface StrategyOptions {
   rest?: number | undefined;
   /** bake time after each wave unless a wave says otherwise */
   bakeSeconds?: number | undefined;
+  /** blue-green: how long the old slot keeps running after the switch, for an instant switch back */
+  keepSeconds?: number | undefined;
 }
 
 export interface PlannedWave {
@@ -122,10 +124,27 @@ export function plan(
       if (left.length > 0) waves.push(wave(waves.length, 'rest', left, bake, 'auto', false));
       return { ok: waves };
     }
-    case 'blue-green':
+    case 'blue-green': {
+      // One wave: every target stages the new version in its idle slot; once all are healthy
+      // there, traffic switches on all of them at once. The bake follows the switch.
+      const keep = options.keepSeconds ?? 3600;
+      if (!Number.isInteger(keep) || keep < 0 || keep > 30 * 24 * 3600)
+        return {
+          problem: 'blue-green keepSeconds must be a whole number of seconds from 0 to 2592000 (30 days)',
+        };
       return {
-        problem: 'blue-green deployments are not available yet; use phased, rolling, canary or big-bang',
+        ok: [
+          {
+            index: 0,
+            name: 'stage, then switch all',
+            targets: all,
+            bakeSeconds: bake,
+            gate: 'auto',
+            canary: false,
+          },
+        ],
       };
+    }
   }
 }
 

@@ -188,6 +188,10 @@ export const StepKindSchema = Type.Union([
   Type.Literal('rollback'),
   Type.Literal('remove'),
   Type.Literal('logs'),
+  /** Blue-green: start an installed version in the idle slot and check its health there. */
+  Type.Literal('stage'),
+  /** Blue-green: move traffic to the slot where the version is staged. */
+  Type.Literal('switch'),
 ]);
 export const StepSchema = Strict({
   id: Id,
@@ -197,6 +201,9 @@ export const StepSchema = Strict({
   version: Nullable(Type.String()),
   digest: Nullable(Type.String({ description: 'hex SHA-256 of the package (install)' })),
   size: Nullable(Type.Integer({ description: 'its length in bytes (install)' })),
+  keepSeconds: Type.Optional(
+    Type.Integer({ description: 'switch: how long the old slot keeps running for an instant switch back' }),
+  ),
   state: Type.Union([
     Type.Literal('queued'),
     Type.Literal('running'),

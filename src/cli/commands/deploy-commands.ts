@@ -63,8 +63,6 @@ const FINAL: ReadonlySet<string> = new Set(FINAL_DEPLOYMENT_STATES);
 /** Target states after which a target has nothing left to do in its wave. */
 const TARGET_DONE: ReadonlySet<string> = new Set(['succeeded', 'failed', 'rolled_back', 'rollback_failed']);
 const TARGET_BAD: ReadonlySet<string> = new Set(['failed', 'rollback_failed']);
-/** The strategies a deployment can be planned with today (blue-green is not available yet). */
-const USABLE_STRATEGIES = STRATEGIES.filter((s) => s !== 'blue-green');
 const ON_FAILURE = ['rollback', 'pause', 'freeze'] as const;
 
 /** Following the live stream: the server sends a keep-alive comment every 5 s. */
@@ -92,6 +90,10 @@ Strategies (default rolling, one target at a time, unless --wave, --canary/--res
   rolling    --batch-size N targets at a time (at most --max-unavailable N)
   canary     --canary N or N% targets first (default 10%), then the rest in --rest N waves
   phased     the waves you give with --wave, in order; targets left over go out in a last wave "rest"
+  blue-green every target starts the new version in its idle slot (blue or green, from the package's
+             gantry.yaml) and is checked there; once all are healthy, the package's switch hook moves
+             traffic on all of them at once. The old slot keeps running for --keep (default 1h), so
+             \`gantry deployments rollback DEP-…\` switches back at once
 
 --wave SPEC (phased; repeat it, one per wave) is comma-separated, with exactly one of
   count=N       or just N      the next N targets (by name)
@@ -196,6 +198,7 @@ interface DeployOptions {
   canary?: string;
   rest?: string;
   bake?: string;
+  keep?: string;
   haltMaxFailed?: string;
   haltCanaryFailures?: string;
   onFailure?: string;
@@ -211,9 +214,10 @@ function strategyOf(o: DeployOptions): Strategy {
   if (o.rest !== undefined) implied.push(['canary', '--rest']);
   if (o.batchSize !== undefined) implied.push(['rolling', '--batch-size']);
   if (o.maxUnavailable !== undefined) implied.push(['rolling', '--max-unavailable']);
+  if (o.keep !== undefined) implied.push(['blue-green', '--keep']);
   if (o.strategy !== undefined) {
-    if (!(USABLE_STRATEGIES as readonly string[]).includes(o.strategy))
-      throw new CliError(EXIT.usage, `--strategy must be one of ${USABLE_STRATEGIES.join(', ')}.`);
+    if (!(STRATEGIES as readonly string[]).includes(o.strategy))
+      throw new CliError(EXIT.usage, `--strategy must be one of ${STRATEGIES.join(', ')}.`);
     const foreign = implied.filter(([s]) => s !== o.strategy);
     if (foreign.length > 0)
       throw new CliError(
@@ -255,6 +259,10 @@ export function deploymentRequest(release: string, o: DeployOptions) {
   }
   options.rest = bounded(o.rest, '--rest', 1, 50);
   if (o.bake !== undefined) options.bakeSeconds = parseSeconds(o.bake, '--bake');
+  if (o.keep !== undefined) {
+    options.keepSeconds = parseSeconds(o.keep, '--keep');
+    if (options.keepSeconds > 30 * 86_400) throw new CliError(EXIT.usage, '--keep may be 30 days at most.');
+  }
   for (const seconds of [options.bakeSeconds, ...(options.waves ?? []).map((w) => w.bakeSeconds)])
     if (seconds !== undefined && seconds > 7 * 86_400)
       throw new CliError(EXIT.usage, 'A bake time may be a week at most.');
@@ -846,7 +854,7 @@ export function addDeployCommands(program: Command, ctx: CliContext): void {
     .argument('<release>', 'NAME@VERSION or release id')
     .requiredOption('--env <name>', 'the environment to deploy to')
     .option('--change <ref>', 'the change it runs under (CHG-number or id)')
-    .option('--strategy <name>', `${USABLE_STRATEGIES.join(', ')} (see below)`)
+    .option('--strategy <name>', `${STRATEGIES.join(', ')} (see below)`)
     .option(
       '--wave <spec>',
       'phased: one wave, e.g. count=1,bake=5m,gate=manual; repeatable, in order',
@@ -857,6 +865,10 @@ export function addDeployCommands(program: Command, ctx: CliContext): void {
     .option('--canary <n|n%>', 'canary: the first wave, as a count or a percentage (default 10%)')
     .option('--rest <n>', 'canary: how many waves the rest goes out in (default 1)')
     .option('--bake <duration>', 'wait after each wave before the next, e.g. 5m (default 0)')
+    .option(
+      '--keep <duration>',
+      'blue-green: keep the old slot running this long for an instant switch back (default 1h)',
+    )
     .option('--halt-max-failed <percent>', 'halt when more than this % of targets failed (default 10)')
     .option('--halt-canary-failures <n>', 'halt when more than this many canary targets failed (default 0)')
     .option('--on-failure <what>', `when halted: ${ON_FAILURE.join(', ')} (default rollback)`)

@@ -595,6 +595,12 @@ export const MIGRATIONS: Record<string, Migration> = {
       await db.schema.createIndex('pipeline_runs_state').on('pipeline_runs').column('state').execute();
     },
   },
+  '0009-step-keep': {
+    async up(db: AnyDb) {
+      // Blue-green: how long a switch keeps the old slot running for an instant switch back.
+      await db.schema.alterTable('steps').addColumn('keep_seconds', 'integer').execute();
+    },
+  },
 };
 
 class InCodeMigrationProvider implements MigrationProvider {

@@ -202,7 +202,7 @@ export interface DriftTable {
 export interface StepsTable {
   id: string;
   target_id: string;
-  /** install | activate | rollback | remove */
+  /** install | activate | rollback | remove | logs | stage | switch */
   kind: string;
   component: string;
   version: string | null;
@@ -210,6 +210,8 @@ export interface StepsTable {
   digest: string | null;
   /** Its length in bytes: the agent reads no more than this. */
   size: number | string | null;
+  /** switch (blue-green): seconds the old slot keeps running for an instant switch back. */
+  keep_seconds?: number | null;
   /** queued | running | succeeded | failed */
   state: string;
   message: string | null;

@@ -38,6 +38,7 @@ const CreateDeploymentRequest = Strict({
       canaryPercent: Type.Optional(Type.Integer({ minimum: 1, maximum: 99 })),
       rest: Type.Optional(Type.Integer({ minimum: 1, maximum: 50 })),
       bakeSeconds: Type.Optional(Seconds),
+      keepSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 30 * 86_400 })),
     }),
   ),
   haltRule: Type.Optional(

@@ -19,7 +19,7 @@ interface SimAgent {
   credential: string;
   /** What this agent does with each step: succeed (default), fail, or report another version. */
   behaviour: 'succeed' | 'fail' | { activates: string };
-  ran: Array<{ kind: string; version: string | null }>;
+  ran: Array<{ kind: string; version: string | null; keepSeconds?: number }>;
 }
 
 for (const kind of testDatabases()) {
@@ -69,19 +69,22 @@ for (const kind of testDatabases()) {
           if (next.status !== 200) continue;
           moved = true;
           const step = next.body;
-          agent.ran.push({ kind: step.kind, version: step.version });
-          const fail = agent.behaviour === 'fail' && step.kind === 'activate';
+          agent.ran.push({
+            kind: step.kind,
+            version: step.version,
+            ...(step.keepSeconds !== undefined ? { keepSeconds: step.keepSeconds } : {}),
+          });
+          const fail = agent.behaviour === 'fail' && (step.kind === 'activate' || step.kind === 'stage');
+          const activates = step.kind === 'activate' || step.kind === 'switch';
           const version =
-            typeof agent.behaviour === 'object' && step.kind === 'activate'
-              ? agent.behaviour.activates
-              : step.version;
+            typeof agent.behaviour === 'object' && activates ? agent.behaviour.activates : step.version;
           await t.call('POST', `/api/v1/agent/steps/${step.id}/result`, {
             token: agent.credential,
             body: fail
               ? { outcome: 'failed', message: 'health check failed' }
               : {
                   outcome: 'succeeded',
-                  ...(step.kind === 'activate' ? { active: { component: 'web', version } } : {}),
+                  ...(activates ? { active: { component: 'web', version } } : {}),
                 },
           });
         }
@@ -117,7 +120,6 @@ for (const kind of testDatabases()) {
         'unsigned_artifact',
       ]);
       expect((await t.call('GET', '/api/v1/deployments', { token: deployer })).body.deployments).toEqual([]);
-      expect((await create({ strategy: 'blue-green' })).status).toBe(409);
     });
 
     it('plans, runs and finishes a phased rollout with a manual gate; the ledger and the release record follow', async () => {
@@ -413,8 +415,52 @@ for (const kind of testDatabases()) {
       expect(d.waves.map((w: { state: string }) => w.state)).toEqual(['stopped', 'skipped']);
       expect(d.waves[0].targets[0]).toMatchObject({ name: 'web-1', state: 'rolled_back' });
       expect(d.reason).toContain('1 of 3 target(s) failed');
-      expect(agents[0]?.ran.at(-1)).toEqual({ kind: 'rollback', version: null });
+      expect(agents[0]?.ran.at(-1)).toEqual({ kind: 'rollback', version: '2.0.0' });
       expect(agents[1]?.ran.filter((r) => r.version === '2.0.0')).toEqual([]);
+    });
+
+    it('blue-green: nothing switches until every target has staged; then all switch, keeping the old slot', async () => {
+      const made = await create({
+        release: 'shop@2.0.0',
+        strategy: 'blue-green',
+        options: { keepSeconds: 120 },
+      });
+      expect(made.status, JSON.stringify(made.body)).toBe(201);
+      expect(made.body.waves).toHaveLength(1);
+      await settle(['web-1', 'web-2']);
+      let d = await show(made.body.id);
+      expect(d.waves[0].targets.map((x: { state: string }) => x.state)).toEqual([
+        'staged',
+        'staged',
+        'installing',
+      ]);
+      expect(agents[0]?.ran.map((r) => r.kind)).toEqual(['install', 'stage']);
+      await settle();
+      d = await show(made.body.id);
+      expect(d.state).toBe('succeeded');
+      for (const agent of agents) {
+        expect(agent.ran.map((r) => r.kind)).toEqual(['install', 'stage', 'switch']);
+        expect(agent.ran[2]).toEqual({ kind: 'switch', version: '2.0.0', keepSeconds: 120 });
+      }
+      const ledger = await t.call('GET', '/api/v1/ledger?environment=production', { token: deployer });
+      expect(JSON.stringify(ledger.body)).toContain('2.0.0');
+      // Rolling back a finished blue-green deployment is a rollback step naming the version undone.
+      expect((await act(made.body.id, 'rollback')).status).toBe(200);
+      await settle();
+      expect((await show(made.body.id)).state).toBe('rolled_back');
+      expect(agents[0]?.ran.at(-1)).toEqual({ kind: 'rollback', version: '2.0.0' });
+    });
+
+    it('blue-green: a target that fails to stage halts it before any switch; the staged ones are stopped', async () => {
+      (agents[2] as SimAgent).behaviour = 'fail';
+      const made = await create({ release: 'shop@2.0.0', strategy: 'blue-green' });
+      expect(made.status).toBe(201);
+      await settle();
+      const d = await show(made.body.id);
+      expect(d.state).toBe('rolled_back');
+      for (const agent of agents) expect(agent.ran.map((r) => r.kind)).not.toContain('switch');
+      expect(agents[0]?.ran.map((r) => r.kind)).toEqual(['install', 'stage', 'rollback']);
+      expect(agents[2]?.ran.map((r) => r.kind)).toEqual(['install', 'stage']);
     });
 
     it('abort stops a deployment where it is', async () => {

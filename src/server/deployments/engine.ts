@@ -49,7 +49,21 @@ export interface EngineDeps {
 class LeaseLost extends Error {}
 
 const ACTIVE = ['scheduled', 'running', 'paused', 'rolling_back'];
-const IN_FLIGHT: readonly string[] = ['installing', 'activating', 'rolling_back', 'retry'];
+const IN_FLIGHT: readonly string[] = [
+  'installing',
+  'activating',
+  'staging',
+  'switching',
+  'rolling_back',
+  'retry',
+];
+/** The target state while a step of this kind runs. */
+const RUNNING_STATE = {
+  install: 'installing',
+  activate: 'activating',
+  stage: 'staging',
+  switch: 'switching',
+} as const;
 
 export class DeploymentEngine {
   readonly owner = `replica-${randomUUID().slice(0, 8)}`;
@@ -373,17 +387,15 @@ export class DeploymentEngine {
       .where('id', '=', d.release_id)
       .executeTakeFirstOrThrow();
     const packages = await packagesOf(uow.db, JSON.parse(release.components));
-    const ops = [
-      ...packages.map((p) => ({ kind: 'install' as const, ...p })),
-      ...packages.map((p) => ({ kind: 'activate' as const, ...p })),
-    ];
+    const ops = stepsFor(d, packages);
+    const keepSeconds = (JSON.parse(d.options) as { keepSeconds?: number }).keepSeconds;
     // Rolling back, aborted or frozen: what is in flight finishes, nothing new starts.
     const stopping = d.state === 'aborted' || d.state === 'frozen' || d.state === 'rolling_back';
     let changed = false;
     const now = uow.now.toISOString();
     const queue = async (
       t: (typeof targets)[number],
-      kind: 'install' | 'activate' | 'rollback',
+      kind: (typeof ops)[number]['kind'] | 'rollback',
       op: (typeof ops)[number],
     ) => {
       wake.add(t.target_id);
@@ -392,9 +404,11 @@ export class DeploymentEngine {
         targetName: t.target_name,
         kind,
         component: op.component,
-        version: kind === 'rollback' ? null : op.version,
+        // A rollback names the version it undoes (a blue-green agent stops it if it was only staged).
+        version: op.version,
         digest: kind === 'install' ? op.digest : null,
         size: kind === 'install' ? op.size : null,
+        ...(kind === 'switch' ? { keepSeconds } : {}),
         requestedBy: `deployment:DEP-${d.number}`,
         reference: `deployment:${d.id}`,
       });
@@ -435,12 +449,19 @@ export class DeploymentEngine {
           stepId = null;
         } else {
           const done = ops[progress];
-          if (done?.kind === 'activate') activated = [...activated, done.component];
+          // A staged version counts as changed: rolling back stops it in its slot.
+          if ((done?.kind === 'activate' || done?.kind === 'stage') && !activated.includes(done.component))
+            activated = [...activated, done.component];
           progress += 1;
           const op = ops[progress];
-          if (op && !stopping) {
+          if (op?.kind === 'switch' && done?.kind === 'stage') {
+            // Blue-green: wait here until every target of the wave has staged (`switch_wave`).
+            state = 'staged';
+            message = step.message;
+            stepId = null;
+          } else if (op && !stopping) {
             stepId = await queue(t, op.kind, op);
-            state = op.kind === 'install' ? 'installing' : 'activating';
+            state = RUNNING_STATE[op.kind];
           } else if (op) {
             state = 'failed';
             message = `stopped: the deployment was ${d.state} before this target finished`;
@@ -604,6 +625,52 @@ export class DeploymentEngine {
         await this.sync(uow, d, wake);
         return;
       }
+      case 'switch_wave': {
+        // Blue-green: every target has staged (or failed): traffic moves on all of them now.
+        const release = await uow.db
+          .selectFrom('releases')
+          .select('components')
+          .where('id', '=', d.release_id)
+          .executeTakeFirstOrThrow();
+        const ops = stepsFor(d, await packagesOf(uow.db, JSON.parse(release.components)));
+        const keepSeconds = (JSON.parse(d.options) as { keepSeconds?: number }).keepSeconds;
+        const staged = await uow.db
+          .selectFrom('deployment_targets')
+          .selectAll()
+          .where('deployment_id', '=', d.id)
+          .where('wave_index', '=', decision.wave)
+          .where('state', '=', 'staged')
+          .execute();
+        for (const t of staged) {
+          const op = ops[t.progress];
+          if (op?.kind !== 'switch') continue;
+          wake.add(t.target_id);
+          const stepId = await this.deps.steps.enqueue(uow, {
+            targetId: t.target_id,
+            targetName: t.target_name,
+            kind: 'switch',
+            component: op.component,
+            version: op.version,
+            digest: null,
+            size: null,
+            keepSeconds,
+            requestedBy: `deployment:${number}`,
+            reference: `deployment:${d.id}`,
+          });
+          await uow.db
+            .updateTable('deployment_targets')
+            .set({ state: 'switching', step_id: stepId, updated_at: now })
+            .where('deployment_id', '=', d.id)
+            .where('target_id', '=', t.target_id)
+            .execute();
+        }
+        await uow.audit({
+          action: 'deployment.switch_started',
+          subject: `deployment:${d.id}`,
+          details: { number, wave: decision.wave + 1, targets: staged.length },
+        });
+        return;
+      }
       case 'bake_wave':
         await uow.db
           .updateTable('deployment_waves')
@@ -712,7 +779,7 @@ export class DeploymentEngine {
             targetName: t.target_name,
             kind: 'rollback',
             component: first.component,
-            version: null,
+            version: first.version,
             digest: null,
             size: null,
             requestedBy: `deployment:${number}`,
@@ -809,4 +876,22 @@ export class DeploymentEngine {
         details: { deployment: d.id, differences },
       });
   }
+}
+
+/**
+ * The steps each target runs, in order: every package installed, then activated — or, blue-green,
+ * installed, staged in the idle slot, and (once every target has staged) switched.
+ */
+function stepsFor(
+  d: Pick<DeploymentsTable, 'strategy'>,
+  packages: Awaited<ReturnType<typeof packagesOf>>,
+): Array<{ kind: 'install' | 'activate' | 'stage' | 'switch' } & (typeof packages)[number]> {
+  const then =
+    d.strategy === 'blue-green'
+      ? [
+          ...packages.map((p) => ({ kind: 'stage' as const, ...p })),
+          ...packages.map((p) => ({ kind: 'switch' as const, ...p })),
+        ]
+      : packages.map((p) => ({ kind: 'activate' as const, ...p }));
+  return [...packages.map((p) => ({ kind: 'install' as const, ...p })), ...then];
 }

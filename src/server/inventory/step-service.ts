@@ -16,7 +16,7 @@ import type { InventoryService } from './inventory-service.ts';
 import { activeVersion } from './ledger-service.ts';
 
 /** `logs` asks the agent for the last lines of a component's log (its service's output). */
-export const STEP_KINDS = ['install', 'activate', 'rollback', 'remove', 'logs'] as const;
+export const STEP_KINDS = ['install', 'activate', 'rollback', 'remove', 'logs', 'stage', 'switch'] as const;
 export type StepKind = (typeof STEP_KINDS)[number];
 
 export interface Step {
@@ -143,6 +143,7 @@ export class StepService {
       version: string | null;
       digest: string | null;
       size: number | null;
+      keepSeconds?: number | undefined;
       requestedBy: string;
       reference: string;
     },
@@ -155,6 +156,7 @@ export class StepService {
       version: input.version,
       digest: input.digest,
       size: input.size,
+      ...(input.keepSeconds !== undefined ? { keep_seconds: input.keepSeconds } : {}),
       state: 'queued',
       message: null,
       requested_by: input.requestedBy,
@@ -356,6 +358,9 @@ function toStep(row: StepsTable, target: string): Step {
     version: row.version,
     digest: row.digest,
     size: row.size === null ? null : Number(row.size),
+    ...(row.keep_seconds !== null && row.keep_seconds !== undefined
+      ? { keepSeconds: Number(row.keep_seconds) }
+      : {}),
     state: row.state as Step['state'],
     message: row.message,
     requestedBy: row.requested_by,
