@@ -14,6 +14,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTarGz } from './helpers/archives.ts';
 import {
+  eventually,
   gantryJson,
   type LongProcess,
   runGantry,
@@ -239,6 +240,61 @@ describe('deployments through the CLI with real agents', () => {
     expect(pause.code).toBe(3);
     expect(pause.stderr).toContain('only a running or scheduled deployment can be paused');
   });
+
+  it('creates a pipeline, runs a release through it and shows the run, from the CLI', async () => {
+    const bad = await gantry([
+      'pipeline',
+      'create',
+      'shop-cd',
+      '--release-name',
+      'shop',
+      '--stage',
+      'env=production,speed=9',
+    ]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("unknown part 'speed'");
+    const none = await gantry([
+      'pipeline',
+      'create',
+      'shop-cd',
+      '--release-name',
+      'shop',
+      '--stage',
+      'env=nowhere',
+    ]);
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toContain("no environment 'nowhere'");
+
+    const created = await gantryJson(
+      [
+        'pipeline',
+        'create',
+        'shop-cd',
+        '--release-name',
+        'shop',
+        '--stage',
+        'env=production,strategy=rolling,batch=2',
+        '--no-auto-start',
+      ],
+      env,
+    );
+    expect(created.stages).toEqual([
+      { environment: 'production', strategy: 'rolling', options: { batchSize: 2 } },
+    ]);
+    expect(created.autoStart).toBe(false);
+    const run = await gantryJson(['pipeline', 'run', 'shop-cd', 'shop@1.0.0'], env);
+    expect(run).toMatchObject({ release: 'shop@1.0.0', environment: 'production', state: 'running' });
+    const done = await eventually(async () => {
+      const shown = await gantryJson(['pipeline', 'show', 'shop-cd'], env);
+      return ['succeeded', 'failed'].includes(shown.runs[0].state) ? shown.runs[0] : undefined;
+    }, 40_000);
+    expect(done.state, JSON.stringify(done)).toBe('succeeded');
+    const human = await gantry(['pipeline', 'show', 'shop-cd']);
+    expect(human.stdout).toContain('production (rolling)');
+    expect(human.stdout).toMatch(/shop@1\.0\.0\s+production\s+succeeded/);
+    const list = await gantry(['pipeline', 'list']);
+    expect(list.stdout).toMatch(/shop-cd\s+shop\s+production\s+shop@1\.0\.0/);
+  }, 60_000);
 });
 
 describe('deployments watch when the live stream drops', () => {

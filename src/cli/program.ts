@@ -14,6 +14,7 @@ import { addFlagCommands } from './commands/flag-commands.ts';
 import { addHardwareCommands } from './commands/hardware-commands.ts';
 import { addInventoryCommands } from './commands/inventory-commands.ts';
 import { addKeyCommands } from './commands/key-commands.ts';
+import { addPipelineCommands } from './commands/pipeline-commands.ts';
 import { addReleaseCommands } from './commands/release-commands.ts';
 import { addScheduleCommands } from './commands/schedule-commands.ts';
 import { addServerCommand } from './commands/server-command.ts';
@@ -49,6 +50,7 @@ export function buildProgram(ctx: CliContext): Command {
   addChangeCommands(program, ctx);
   addScheduleCommands(program, ctx);
   addFlagCommands(program, ctx);
+  addPipelineCommands(program, ctx);
   addDeployCommands(program, ctx);
   // Every level (`gantry release lifecycle set`) reports through runCli, never exits by itself.
   const override = (parent: Command) => {
