@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import {
+  type Decision as CoreDecision,
   DEFAULT_HALT_RULE,
-  type Decision,
   type DeploymentState,
-  decide,
+  decide as decideCounts,
   type HaltRule,
-  haltReason,
+  haltReason as haltReasonCounts,
   type Snapshot,
   type TargetState,
   type WaveState,
@@ -16,7 +16,12 @@ const T0 = Date.parse('2030-03-01T09:00:00.000Z');
 const at = (s: number) => new Date(T0 + s * 1000);
 
 type Wave = Snapshot['waves'][number];
-type Target = Snapshot['targets'][number];
+/** The tests follow single targets; the engine hands `decide` their counts per wave and state. */
+type Target = { id: string; wave: number; state: TargetState };
+/** A decision as the tests read it: a rollback names the targets in the states it names. */
+type Decision =
+  | Exclude<CoreDecision, { kind: 'roll_back_targets' }>
+  | { kind: 'roll_back_targets'; targets: string[] };
 
 /** A mutable snapshot: the test plays the shell, applying each decision as the engine does. */
 interface Sim {
@@ -57,6 +62,20 @@ function snapshot(extra: Partial<Sim> = {}): Sim {
     ...extra,
   };
 }
+
+const counted = (s: Sim): Snapshot => ({
+  ...s,
+  targets: s.targets.map((t) => ({ wave: t.wave, state: t.state, count: 1 })),
+});
+function decide(s: Sim): Decision {
+  const d = decideCounts(counted(s));
+  if (d.kind !== 'roll_back_targets') return d;
+  return {
+    kind: 'roll_back_targets',
+    targets: s.targets.filter((t) => d.states.includes(t.state)).map((t) => t.id),
+  };
+}
+const haltReason = (s: Sim) => haltReasonCounts(counted(s));
 
 /** What the engine does with a decision (deployment onFailure: rollback). */
 function apply(s: Sim, d: Decision): void {
@@ -630,5 +649,51 @@ describe('decide: blue-green', () => {
     expect(decide(s)).toEqual({ kind: 'wait' });
     setTargets(s, { t2: 'staging' });
     expect(decide(s)).toEqual({ kind: 'wait' });
+  });
+});
+
+describe('decide: from counts, as the engine gives them', () => {
+  const s = (targets: Snapshot['targets'], extra: Partial<Snapshot> = {}): Snapshot => ({
+    state: 'running',
+    scheduledFor: null,
+    haltRule: DEFAULT_HALT_RULE,
+    waves: [waveOf(0, { state: 'running' }), waveOf(1)],
+    targets,
+    now: at(0),
+    ...extra,
+  });
+
+  it('judges the halt rule on the summed counts', () => {
+    const some = s([
+      { wave: 0, state: 'succeeded', count: 900 },
+      { wave: 0, state: 'failed', count: 100 },
+      { wave: 1, state: 'pending', count: 1000 },
+    ]);
+    expect(decideCounts(some).kind).toBe('bake_wave');
+    const many = s([
+      { wave: 0, state: 'succeeded', count: 800 },
+      { wave: 0, state: 'failed', count: 150 },
+      { wave: 0, state: 'unhealthy', count: 51 },
+      { wave: 1, state: 'pending', count: 999 },
+    ]);
+    expect(decideCounts(many)).toEqual({
+      kind: 'halt',
+      reason: '201 of 2000 target(s) failed (10.1%, the rule allows 10%)',
+    });
+  });
+
+  it('ignores empty groups, and a rollback names the states to roll back from', () => {
+    expect(
+      decideCounts(
+        s([
+          { wave: 0, state: 'installing', count: 0 },
+          { wave: 0, state: 'succeeded', count: 3 },
+        ]),
+      ).kind,
+    ).toBe('bake_wave');
+    expect(decideCounts(s([{ wave: 0, state: 'succeeded', count: 2 }], { state: 'rolling_back' }))).toEqual({
+      kind: 'roll_back_targets',
+      states: ['succeeded', 'unhealthy', 'staged'],
+    });
   });
 });

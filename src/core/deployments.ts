@@ -83,9 +83,19 @@ export interface Snapshot {
     bakeUntil: Date | null;
     approved: boolean;
   }>;
-  targets: ReadonlyArray<{ id: string; wave: number; state: TargetState }>;
+  /** How many targets of each wave are in each state (a state may appear more than once: summed). */
+  targets: ReadonlyArray<TargetCount>;
   now: Date;
 }
+
+export interface TargetCount {
+  wave: number;
+  state: TargetState;
+  count: number;
+}
+
+/** The targets a rollback puts back: those this deployment changed (or staged, blue-green). */
+export const ROLL_BACK_FROM: readonly TargetState[] = ['succeeded', 'unhealthy', 'staged'];
 
 export type Decision =
   | { kind: 'wait' }
@@ -98,7 +108,8 @@ export type Decision =
   | { kind: 'await_approval'; wave: number }
   | { kind: 'finish_wave'; wave: number }
   | { kind: 'complete' }
-  | { kind: 'roll_back_targets'; targets: string[] }
+  /** Every target in one of these states gets its rollback. */
+  | { kind: 'roll_back_targets'; states: readonly TargetState[] }
   | { kind: 'finish_rollback'; ok: boolean };
 
 const DONE: readonly TargetState[] = ['succeeded', 'unhealthy', 'failed'];
@@ -113,12 +124,10 @@ export function decide(s: Snapshot): Decision {
 
   if (s.state === 'rolling_back') {
     // Every target this deployment changed goes back; a target that failed was put back by its agent.
-    const toRollBack = s.targets
-      .filter((t) => t.state === 'succeeded' || t.state === 'unhealthy' || t.state === 'staged')
-      .map((t) => t.id);
-    if (toRollBack.length > 0) return { kind: 'roll_back_targets', targets: toRollBack };
-    if (s.targets.some((t) => MOVING.includes(t.state))) return { kind: 'wait' };
-    return { kind: 'finish_rollback', ok: !s.targets.some((t) => t.state === 'rollback_failed') };
+    if (count(s.targets, (t) => ROLL_BACK_FROM.includes(t.state)) > 0)
+      return { kind: 'roll_back_targets', states: ROLL_BACK_FROM };
+    if (count(s.targets, (t) => MOVING.includes(t.state)) > 0) return { kind: 'wait' };
+    return { kind: 'finish_rollback', ok: count(s.targets, (t) => t.state === 'rollback_failed') === 0 };
   }
 
   if (s.state !== 'running') return { kind: 'wait' };
@@ -128,7 +137,7 @@ export function decide(s: Snapshot): Decision {
 
   const current = s.waves.find((w) => w.state !== 'succeeded');
   if (!current) return { kind: 'complete' };
-  const mine = s.targets.filter((t) => t.wave === current.index);
+  const mine = s.targets.filter((t) => t.wave === current.index && t.count > 0);
   switch (current.state) {
     case 'pending':
       return { kind: 'start_wave', wave: current.index };
@@ -160,13 +169,19 @@ export function decide(s: Snapshot): Decision {
 /** Why the halt rule stops the deployment now, or null. */
 export function haltReason(s: Pick<Snapshot, 'haltRule' | 'waves' | 'targets'>): string | null {
   for (const w of s.waves.filter((x) => x.canary)) {
-    const failed = s.targets.filter((t) => t.wave === w.index && FAILED.includes(t.state)).length;
+    const failed = count(s.targets, (t) => t.wave === w.index && FAILED.includes(t.state));
     if (failed > s.haltRule.canaryMaxFailures)
       return `${failed} canary target(s) failed (the rule allows ${s.haltRule.canaryMaxFailures})`;
   }
-  const total = s.targets.length;
-  const failed = s.targets.filter((t) => FAILED.includes(t.state)).length;
+  const total = count(s.targets, () => true);
+  const failed = count(s.targets, (t) => FAILED.includes(t.state));
   if (total > 0 && (failed * 100) / total > s.haltRule.maxFailedPercent)
     return `${failed} of ${total} target(s) failed (${Math.round((failed * 1000) / total) / 10}%, the rule allows ${s.haltRule.maxFailedPercent}%)`;
   return null;
+}
+
+function count(targets: ReadonlyArray<TargetCount>, which: (t: TargetCount) => boolean): number {
+  let n = 0;
+  for (const t of targets) if (which(t)) n += t.count;
+  return n;
 }

@@ -3,7 +3,7 @@
  * and records itself with `uow.audit(...)`, so the change and its audit entry commit together.
  * Entries are handed to the optional `sink` only after the commit.
  */
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import type { AuditEntry } from '../core/audit-chain.ts';
 import { type AuditActor, AuditLog, type AuditRecord } from './audit/audit-log.ts';
 import type { AuditSink } from './audit/audit-sink.ts';
@@ -28,21 +28,88 @@ export async function inTransaction<T>(
   by: AuditActor,
   work: (uow: UnitOfWork) => Promise<T>,
 ): Promise<T> {
-  const written: AuditEntry[] = [];
-  const result = await deps.database.db.transaction().execute(async (trx) => {
-    // Every change appends to the audit chain, so write transactions are serialised at the chain
-    // anyway; taking the lock first also makes the transaction's reads (uniqueness, "last admin")
-    // see a stable state on PostgreSQL. SQLite has a single writer already.
-    await lockAuditChain(trx, deps.database.dialect);
-    const log = new AuditLog(trx, deps.database.dialect, deps.clock);
-    return work({
-      db: trx,
-      now: deps.clock.now(),
-      audit: async (record) => {
-        written.push(await log.append(by, record));
-      },
-    });
+  let group = groups.get(deps.database);
+  if (!group) {
+    group = { queue: [], draining: false };
+    groups.set(deps.database, group);
+  }
+  const queued = group;
+  return new Promise<T>((resolve, reject) => {
+    queued.queue.push({ deps, by, work, resolve, reject } as Unit<unknown>);
+    if (!queued.draining) void drain(deps.database, queued);
   });
-  deps.auditSink?.write(written);
-  return result;
+}
+
+/**
+ * Group commit. Every write transaction takes the audit-chain lock first, so they run one at a
+ * time anyway; those that arrive while one runs are run together in the next transaction, each
+ * inside a savepoint of its own, and committed at once: one durable commit for many changes. A
+ * unit that fails is rolled back to its savepoint alone and rejected; the others commit. Each
+ * caller hears of its result only after the commit.
+ */
+interface Unit<T> {
+  deps: TransactionDeps;
+  by: AuditActor;
+  work: (uow: UnitOfWork) => Promise<T>;
+  resolve: (value: T) => void;
+  reject: (error: unknown) => void;
+}
+interface Group {
+  queue: Array<Unit<unknown>>;
+  draining: boolean;
+}
+const groups = new WeakMap<Database, Group>();
+/** At most this many units share one transaction. */
+const MAX_GROUP = 100;
+
+async function drain(database: Database, group: Group): Promise<void> {
+  group.draining = true;
+  try {
+    while (group.queue.length > 0) {
+      // One turn of the event loop first: requests that have arrived meanwhile reach this queue
+      // (with a synchronous driver, a transaction never yields to I/O on its own).
+      await new Promise((resolve) => setImmediate(resolve));
+      const batch = group.queue.splice(0, MAX_GROUP);
+      const settle: Array<() => void> = [];
+      try {
+        await database.db.transaction().execute(async (trx) => {
+          // Taking the lock first also makes the transaction's reads (uniqueness, "last admin")
+          // see a stable state on PostgreSQL. SQLite has a single writer already.
+          await lockAuditChain(trx, database.dialect);
+          const alone = batch.length === 1;
+          for (const [i, unit] of batch.entries()) {
+            const written: AuditEntry[] = [];
+            const log = new AuditLog(trx, database.dialect, unit.deps.clock);
+            if (!alone) await sql.raw(`savepoint unit_${i}`).execute(trx);
+            try {
+              const value = await unit.work({
+                db: trx,
+                now: unit.deps.clock.now(),
+                audit: async (record) => {
+                  written.push(await log.append(unit.by, record));
+                },
+              });
+              if (!alone) await sql.raw(`release savepoint unit_${i}`).execute(trx);
+              settle.push(() => {
+                unit.deps.auditSink?.write(written);
+                unit.resolve(value);
+              });
+            } catch (error) {
+              // Alone, the whole transaction rolls back (the error ends it); else only this unit.
+              if (alone) throw error;
+              await sql.raw(`rollback to savepoint unit_${i}`).execute(trx);
+              await sql.raw(`release savepoint unit_${i}`).execute(trx);
+              settle.push(() => unit.reject(error));
+            }
+          }
+        });
+      } catch (error) {
+        for (const unit of batch) unit.reject(error);
+        continue;
+      }
+      for (const done of settle) done();
+    }
+  } finally {
+    group.draining = false;
+  }
 }

@@ -6,10 +6,10 @@
  * connection behind a mutex, so writes are serialised inside the process and no client ever sees
  * SQLITE_BUSY; busy_timeout covers a second process (a backup, a migration) holding the file.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { Kysely, type LogEvent, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
 import { migrateToLatest } from './migrations.ts';
 import type { Tables } from './schema.ts';
@@ -37,7 +37,10 @@ export function openDatabase(target: DatabaseTarget): Database {
       sqlite.pragma('synchronous = FULL');
       sqlite.pragma('foreign_keys = ON');
       sqlite.pragma('busy_timeout = 5000');
-      const db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: sqlite }) });
+      const db = new Kysely<Tables>({
+        dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
+        ...sqlProfile(),
+      });
       return { db, dialect: 'sqlite', location: target.file, destroy: () => db.destroy() };
     }
     case 'postgres': {
@@ -54,10 +57,58 @@ export function openDatabase(target: DatabaseTarget): Database {
       });
       // An idle client losing its connection (database restart) must not crash the server.
       pool.on('error', () => {});
-      const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
+      const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }), ...sqlProfile() });
       return { db, dialect: 'postgres', location: redactUrl(target.url), destroy: () => db.destroy() };
     }
   }
+}
+
+/**
+ * Kysely prepares every query anew; better-sqlite3 can run a prepared statement again and again.
+ * The most recently used statements are kept (by their SQL), so the hot queries are compiled once.
+ */
+function withStatementCache(sqlite: SQLite.Database, size = 500): SQLite.Database {
+  const cache = new Map<string, SQLite.Statement>();
+  const prepare = (text: string) => {
+    let statement = cache.get(text);
+    if (statement) cache.delete(text);
+    else {
+      statement = sqlite.prepare(text);
+      if (cache.size >= size) cache.delete(cache.keys().next().value as string);
+    }
+    cache.set(text, statement);
+    return statement;
+  };
+  return new Proxy(sqlite, {
+    get(target, key) {
+      if (key === 'prepare') return prepare;
+      const value = Reflect.get(target, key, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
+/**
+ * Diagnostics for benchmarks: with GANTRY_SQL_PROFILE=FILE every query's time is added up by its
+ * SQL text and written to FILE (JSON, slowest total first) when the process exits.
+ */
+function sqlProfile(): { log?: (event: LogEvent) => void } {
+  const file = process.env.GANTRY_SQL_PROFILE;
+  if (!file) return {};
+  const totals = new Map<string, { count: number; ms: number }>();
+  process.once('exit', () => {
+    const rows = [...totals].map(([sql, t]) => ({ sql, ...t })).sort((a, b) => b.ms - a.ms);
+    writeFileSync(file, `${JSON.stringify(rows, null, 1)}\n`);
+  });
+  return {
+    log(event) {
+      const text = event.query.sql.replace(/\(\?(, \?)+\)/g, '(?…)').replace(/\(\$\d+(, \$\d+)+\)/g, '($…)');
+      const t = totals.get(text) ?? { count: 0, ms: 0 };
+      t.count += 1;
+      t.ms += event.queryDurationMillis;
+      totals.set(text, t);
+    },
+  };
 }
 
 export async function openAndMigrate(

@@ -49,6 +49,8 @@ export interface EngineDeps {
 class LeaseLost extends Error {}
 
 const ACTIVE = ['scheduled', 'running', 'paused', 'rolling_back'];
+/** The least time between two passes when one was asked for during the last. */
+const MIN_GAP_MS = 20;
 const IN_FLIGHT: readonly string[] = [
   'installing',
   'activating',
@@ -70,10 +72,13 @@ export class DeploymentEngine {
   /** Emits the deployment id whenever one changed (the live progress stream listens). */
   readonly changed = new EventEmitter();
   private readonly fencing = new Map<string, number>();
+  /** When each lease this replica holds runs out, as last written. */
+  private readonly leaseUntil = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private again = false;
   private stopped = false;
+  private lastPassEnded = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly deps: EngineDeps) {
     this.changed.setMaxListeners(0);
@@ -98,9 +103,14 @@ export class DeploymentEngine {
       this.again = true;
       return;
     }
-    this.running = this.passes().finally(() => {
-      this.running = undefined;
-    });
+    // Not sooner than MIN_GAP_MS after the last pass: a burst of results is synced in one pass.
+    const wait = this.lastPassEnded + MIN_GAP_MS - performance.now();
+    this.running = (wait > 0 ? new Promise((resolve) => setTimeout(resolve, wait)) : Promise.resolve())
+      .then(() => this.passes())
+      .finally(() => {
+        this.running = undefined;
+        this.lastPassEnded = performance.now();
+      });
   }
 
   /** A pass when a bake ends, rather than at the next interval (up to `intervalMs` later). */
@@ -160,6 +170,7 @@ export class DeploymentEngine {
 
   private async passes(): Promise<void> {
     do {
+      if (this.stopped) return;
       this.again = false;
       const started = performance.now();
       try {
@@ -173,8 +184,11 @@ export class DeploymentEngine {
       // handles many results at once, and answering the agents keeps at least half of the time.
       // (Waiting longer, three times as long, halved the rate on PostgreSQL, where a pass mostly
       // waits for the database and the wait only delays every agent's next step.)
+      // At least MIN_GAP_MS between passes: results that arrive together are synced together.
       if (this.again && !this.stopped)
-        await new Promise((resolve) => setTimeout(resolve, performance.now() - started));
+        await new Promise((resolve) =>
+          setTimeout(resolve, Math.max(MIN_GAP_MS, performance.now() - started)),
+        );
     } while (this.again && !this.stopped);
   }
 
@@ -183,6 +197,9 @@ export class DeploymentEngine {
     const now = this.deps.clock.now();
     const until = new Date(now.getTime() + (this.deps.leaseMs ?? 15_000)).toISOString();
     const mine = this.fencing.get(id);
+    const leaseMs = this.deps.leaseMs ?? 15_000;
+    // Renewed once half of it has run out, not on every pass (the fencing check keeps it safe).
+    if (mine !== undefined && (this.leaseUntil.get(id) ?? 0) - now.getTime() > leaseMs / 2) return true;
     if (mine !== undefined) {
       const renewed = await db
         .updateTable('deployments')
@@ -191,7 +208,10 @@ export class DeploymentEngine {
         .where('lease_owner', '=', this.owner)
         .where('fencing', '=', mine)
         .executeTakeFirst();
-      if (Number(renewed.numUpdatedRows) === 1) return true;
+      if (Number(renewed.numUpdatedRows) === 1) {
+        this.leaseUntil.set(id, Date.parse(until));
+        return true;
+      }
       this.fencing.delete(id);
     }
     // Taken under the audit-chain lock, like every pass: an old holder's pass that began before
@@ -232,6 +252,7 @@ export class DeploymentEngine {
     );
     if (fencing === undefined) return false;
     this.fencing.set(id, fencing);
+    this.leaseUntil.set(id, Date.parse(until));
     return true;
   }
 
@@ -511,10 +532,12 @@ export class DeploymentEngine {
         .where('deployment_id', '=', d.id)
         .orderBy('wave_index')
         .execute(),
+      // Counts per wave and state, not the targets themselves: a pass stays cheap at 10,000 targets.
       uow.db
         .selectFrom('deployment_targets')
-        .select(['target_id', 'wave_index', 'state'])
+        .select(['wave_index', 'state', (eb) => eb.fn.countAll<number | string>().as('n')])
         .where('deployment_id', '=', d.id)
+        .groupBy(['wave_index', 'state'])
         .execute(),
     ]);
     return {
@@ -531,9 +554,9 @@ export class DeploymentEngine {
         approved: w.approved_by !== null,
       })),
       targets: targets.map((t) => ({
-        id: t.target_id,
         wave: t.wave_index,
         state: (t.state === 'retry' ? 'installing' : t.state) as TargetState,
+        count: Number(t.n),
       })),
       now: uow.now,
     };
@@ -759,7 +782,7 @@ export class DeploymentEngine {
           .selectFrom('deployment_targets')
           .selectAll()
           .where('deployment_id', '=', d.id)
-          .where('target_id', 'in', decision.targets)
+          .where('state', 'in', [...decision.states])
           .execute();
         for (const t of targets) {
           const order = [...(JSON.parse(t.activated) as string[])].reverse();
