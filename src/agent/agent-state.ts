@@ -114,10 +114,17 @@ export function writeState(dataDir: string, state: AgentState): void {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const { restored: _restored, ...clean } = state as AgentState & { restored?: boolean };
   const text = `${JSON.stringify({ ...clean, checksum: checksumOf(clean) }, null, 2)}\n`;
-  for (const file of [statePath(dataDir), backupPath(dataDir)]) writeAtomically(dataDir, file, text);
+  for (const file of [statePath(dataDir), backupPath(dataDir)]) writeAtomically(file, text);
+  // One fsync of the directory makes both renames durable before this returns.
+  const dir = openSync(dataDir, 'r');
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
 }
 
-function writeAtomically(dataDir: string, file: string, text: string): void {
+function writeAtomically(file: string, text: string): void {
   const temp = `${file}.tmp`;
   const fd = openSync(temp, 'w', 0o600);
   try {
@@ -127,10 +134,4 @@ function writeAtomically(dataDir: string, file: string, text: string): void {
     closeSync(fd);
   }
   renameSync(temp, file);
-  const dir = openSync(dataDir, 'r');
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
 }

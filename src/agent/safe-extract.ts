@@ -1,7 +1,7 @@
 /**
  * Unpacking a package on a target, safely (the test plan's extraction profile). The archive has
- * already been checked against its digest. Every entry is inspected first and one bad entry
- * refuses the whole archive, before anything is written: only regular files and directories;
+ * already been checked against its digest. Every entry is judged before it is written, and one
+ * bad entry refuses the whole archive: only regular files and directories;
  * no absolute paths, drive letters, backslashes or `..`; bounded depth, entry count, sizes and
  * decompression ratio. Extraction then goes into a fresh 0700 directory next to the releases,
  * with ownership forced to the agent's user and set-id, sticky and world-writable bits stripped.
@@ -52,46 +52,35 @@ export function pathProblem(entryPath: string, maxDepth: number): string | null 
   return null;
 }
 
-async function inspect(archive: string, limits: ExtractLimits): Promise<void> {
+/**
+ * Unpacks `archive` into a new directory inside `stagingParent` and returns that directory. One
+ * pass: each entry is judged as it is read, before it is written; a bad one is not written, and
+ * refuses the whole archive — the staging directory, which nothing else can see, is removed.
+ */
+export async function extractSafely(
+  archive: string,
+  stagingParent: string,
+  limits: ExtractLimits = DEFAULT_LIMITS,
+): Promise<string> {
   let entries = 0;
   let total = 0;
   let problem: UnsafeArchiveError | null = null;
   const refuse = (entry: string | null, reason: string) => {
     problem ??= new UnsafeArchiveError(entry, reason);
   };
-  try {
-    await tar.t({
-      file: archive,
-      strict: true,
-      maxDecompressionRatio: limits.maxDecompressionRatio,
-      onwarn: (_code: string, message: string) => refuse(null, message),
-      onReadEntry: (entry) => {
-        entries += 1;
-        total += entry.size ?? 0;
-        const name = entry.path;
-        if (!REGULAR.has(entry.type) && entry.type !== 'Directory')
-          refuse(name, `is a ${entry.type}; only files and directories are allowed`);
-        const bad = pathProblem(name, limits.maxDepth);
-        if (bad) refuse(name, bad);
-        if ((entry.size ?? 0) > limits.maxEntryBytes)
-          refuse(name, `is larger than ${limits.maxEntryBytes} bytes`);
-        if (entries > limits.maxEntries) refuse(null, `has more than ${limits.maxEntries} entries`);
-        if (total > limits.maxTotalBytes) refuse(null, `unpacks to more than ${limits.maxTotalBytes} bytes`);
-      },
-    });
-  } catch (error) {
-    refuse(null, `cannot be read as a tar archive (${(error as Error).message})`);
-  }
-  if (problem) throw problem;
-}
-
-/** Unpacks `archive` into a new directory inside `stagingParent` and returns that directory. */
-export async function extractSafely(
-  archive: string,
-  stagingParent: string,
-  limits: ExtractLimits = DEFAULT_LIMITS,
-): Promise<string> {
-  await inspect(archive, limits);
+  /** Whether `entry` may be written; a bad one is refused (and so is every entry after it). */
+  const judge = (name: string, type: string, size: number): boolean => {
+    entries += 1;
+    total += size;
+    if (!REGULAR.has(type) && type !== 'Directory')
+      refuse(name, `is a ${type}; only files and directories are allowed`);
+    const bad = pathProblem(name, limits.maxDepth);
+    if (bad) refuse(name, bad);
+    if (size > limits.maxEntryBytes) refuse(name, `is larger than ${limits.maxEntryBytes} bytes`);
+    if (entries > limits.maxEntries) refuse(null, `has more than ${limits.maxEntries} entries`);
+    if (total > limits.maxTotalBytes) refuse(null, `unpacks to more than ${limits.maxTotalBytes} bytes`);
+    return problem === null;
+  };
   const staging = await mkdtemp(path.join(stagingParent, '.staging-'));
   await chmod(staging, 0o700);
   try {
@@ -99,18 +88,25 @@ export async function extractSafely(
       typeof process.getuid === 'function' && typeof process.getgid === 'function'
         ? { uid: process.getuid(), gid: process.getgid() }
         : {};
-    await tar.x({
-      file: archive,
-      cwd: staging,
-      strict: true,
-      preservePaths: false,
-      preserveOwner: false,
-      ...owner,
-      maxDepth: limits.maxDepth,
-      maxDecompressionRatio: limits.maxDecompressionRatio,
-      // Inspection already refused anything else; this is the second lock on the same door.
-      filter: (_path, entry) => 'type' in entry && (REGULAR.has(entry.type) || entry.type === 'Directory'),
-    });
+    try {
+      await tar.x({
+        file: archive,
+        cwd: staging,
+        strict: true,
+        preservePaths: false,
+        preserveOwner: false,
+        ...owner,
+        maxDepth: limits.maxDepth,
+        maxDecompressionRatio: limits.maxDecompressionRatio,
+        // Read in 1 MiB pieces (node-tar's default is 16 MiB: a package held whole, in memory).
+        maxReadSize: 1024 * 1024,
+        onwarn: (_code: string, message: string) => refuse(null, message),
+        filter: (_path, entry) => ('type' in entry ? judge(entry.path, entry.type, entry.size ?? 0) : false),
+      });
+    } catch (error) {
+      refuse(null, `cannot be read as a tar archive (${(error as Error).message})`);
+    }
+    if (problem) throw problem;
     await sanitise(staging);
     return staging;
   } catch (error) {

@@ -309,8 +309,8 @@ async function activate(
     await switchLink(link, version);
     await ctx.failpoints.hit('agent.after_switch');
   }
+  // Not written: a restart in either phase puts the version before back.
   ctx.state.pending = { component, version, before, phase: 'checking' };
-  writeState(ctx.dataDir, ctx.state);
   let started: string | null = null;
   if (next?.start && next.supervise) {
     ctx.supervisor.start(component, version, path.join(releases, version), next.start, next.env);
