@@ -129,6 +129,7 @@ interface Row {
   rssPeak: number;
   rssIdle: number;
   errors: number;
+  lastError: string;
   idleCpu: number;
 }
 
@@ -248,6 +249,7 @@ async function scenario(database: string, dir: string, env: Record<string, strin
       rssPeak: Math.max(peak, procStatus(server.pid, 'VmRSS'), procStatus(server.pid, 'VmHWM')),
       rssIdle,
       errors: fleet.errors,
+      lastError: fleet.lastError,
       idleCpu,
     };
   } finally {
@@ -326,6 +328,6 @@ for (const r of rows) {
     `- ${r.database}: ${TARGETS} agents waiting on long-polls with nothing to do cost the server ${(r.idleCpu * 100).toFixed(0)}% of one core (${IDLE_SECONDS} s measured)`,
   );
   console.log(
-    `- ${r.database}: failed agent requests, retried: ${r.errors}; baseline writes refused (503) or reset and retried: ${r.refused.heartbeats} heartbeats, ${r.refused.tokens} tokens`,
+    `- ${r.database}: failed agent requests, retried: ${r.errors}${r.errors ? ` (the last: ${r.lastError})` : ''}; baseline writes refused (503) or reset and retried: ${r.refused.heartbeats} heartbeats, ${r.refused.tokens} tokens`,
   );
 }

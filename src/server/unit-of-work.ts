@@ -5,7 +5,7 @@
  */
 import { type Kysely, sql } from 'kysely';
 import type { AuditEntry } from '../core/audit-chain.ts';
-import { type AuditActor, AuditLog, type AuditRecord } from './audit/audit-log.ts';
+import { type AuditActor, AuditLog, type AuditRecord, type ChainHead } from './audit/audit-log.ts';
 import type { AuditSink } from './audit/audit-sink.ts';
 import type { Clock } from './clock.ts';
 import { type Database, lockAuditChain } from './db/database.ts';
@@ -77,9 +77,12 @@ async function drain(database: Database, group: Group): Promise<void> {
           // see a stable state on PostgreSQL. SQLite has a single writer already.
           await lockAuditChain(trx, database.dialect);
           const alone = batch.length === 1;
+          // Under the lock the chain's end is read once and carried from append to append.
+          const head: ChainHead = { last: undefined };
           for (const [i, unit] of batch.entries()) {
             const written: AuditEntry[] = [];
-            const log = new AuditLog(trx, database.dialect, unit.deps.clock);
+            const log = new AuditLog(trx, database.dialect, unit.deps.clock, head);
+            const headBefore = head.last;
             if (!alone) await sql.raw(`savepoint unit_${i}`).execute(trx);
             try {
               const value = await unit.work({
@@ -98,6 +101,7 @@ async function drain(database: Database, group: Group): Promise<void> {
               // Alone, the whole transaction rolls back (the error ends it); else only this unit.
               if (alone) throw error;
               await sql.raw(`rollback to savepoint unit_${i}`).execute(trx);
+              head.last = headBefore;
               await sql.raw(`release savepoint unit_${i}`).execute(trx);
               settle.push(() => unit.reject(error));
             }

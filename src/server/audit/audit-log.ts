@@ -37,22 +37,36 @@ export interface AuditFilter {
 
 export const sha256Hex = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
 
+/**
+ * The last entry of the chain as the transaction that holds the chain's lock knows it: read once,
+ * then carried forward by each append, so appends need no lock or read of their own.
+ */
+export interface ChainHead {
+  last: { seq: number; hash: string } | null | undefined;
+}
+
 export class AuditLog {
   constructor(
     private readonly db: Kysely<Tables>,
     private readonly dialect: Dialect,
     private readonly clock: Clock,
+    /** Given by a transaction that already holds the chain's lock. */
+    private readonly chain?: ChainHead,
   ) {}
 
   /** Appends one entry. Call inside the transaction that makes the change. */
   async append(by: AuditActor, record: AuditRecord): Promise<AuditEntry> {
-    await lockAuditChain(this.db, this.dialect);
-    const last = await this.db
-      .selectFrom('audit_log')
-      .select(['seq', 'hash'])
-      .orderBy('seq', 'desc')
-      .limit(1)
-      .executeTakeFirst();
+    let last = this.chain?.last;
+    if (last === undefined) {
+      if (!this.chain) await lockAuditChain(this.db, this.dialect);
+      last =
+        (await this.db
+          .selectFrom('audit_log')
+          .select(['seq', 'hash'])
+          .orderBy('seq', 'desc')
+          .limit(1)
+          .executeTakeFirst()) ?? null;
+    }
     const entry = chainEntry(
       {
         seq: (last?.seq ?? 0) + 1,
@@ -80,6 +94,7 @@ export class AuditLog {
         hash: entry.hash,
       })
       .execute();
+    if (this.chain) this.chain.last = { seq: entry.seq, hash: entry.hash };
     return entry;
   }
 

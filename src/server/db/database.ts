@@ -79,13 +79,8 @@ function withStatementCache(sqlite: SQLite.Database, size = 500): SQLite.Databas
     cache.set(text, statement);
     return statement;
   };
-  return new Proxy(sqlite, {
-    get(target, key) {
-      if (key === 'prepare') return prepare;
-      const value = Reflect.get(target, key, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
+  // What Kysely's SQLite dialect uses of the database: prepare and close.
+  return { prepare, close: () => sqlite.close() } as unknown as SQLite.Database;
 }
 
 /**
