@@ -10,7 +10,7 @@ import { policyOf } from '../../core/changes.ts';
 import { GantryError, isGantryError } from '../../core/errors.ts';
 import type { Strategy, StrategyOptions } from '../../core/strategies.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
-import type { ChangeService } from '../changes/change-service.ts';
+import { type ChangeService, findChange } from '../changes/change-service.ts';
 import { isUniqueViolation } from '../db/db-errors.ts';
 import type { PipelineRunsTable, PipelinesTable, Tables } from '../db/schema.ts';
 import { EventLog } from '../events/event-log.ts';
@@ -184,13 +184,7 @@ export class PipelineService {
         throw new GantryError('NOT_FOUND', `No pipeline run '${runId}'. See \`gantry pipeline show NAME\`.`);
       if (run.state !== 'waiting_change')
         throw new GantryError('ILLEGAL_TRANSITION', `The run is ${run.state}, not waiting for a change.`);
-      const number = /^(?:CHG-)?(\d{1,9})$/i.exec(changeRef)?.[1];
-      const change = await uow.db
-        .selectFrom('changes')
-        .select(['id', 'number'])
-        .where(number !== undefined ? 'number' : 'id', '=', number !== undefined ? Number(number) : changeRef)
-        .executeTakeFirst();
-      if (!change) throw new GantryError('NOT_FOUND', `No change '${changeRef}'.`);
+      const change = await findChange(uow.db, changeRef, undefined);
       const history = [
         ...JSON.parse(run.history),
         {

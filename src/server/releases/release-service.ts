@@ -9,6 +9,7 @@ import { policyOf } from '../../core/changes.ts';
 import { GantryError } from '../../core/errors.ts';
 import type { CreateReleaseRequest } from '../../protocol/releases.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
+import { findChange } from '../changes/change-service.ts';
 import { isUniqueViolation } from '../db/db-errors.ts';
 import type { ReleasesTable, Tables } from '../db/schema.ts';
 import { withDigestPrefix } from '../dml/artifact-service.ts';
@@ -253,20 +254,7 @@ export class ReleaseService {
       let changeId: string | null = null;
       if (input.changeId !== undefined) {
         // The change must exist, be for this release and cover the environment.
-        const number = /^(?:CHG-)?(\d{1,9})$/i.exec(input.changeId)?.[1];
-        const change = await uow.db
-          .selectFrom('changes')
-          .select(['id', 'number', 'release_id', 'environments'])
-          .where(
-            number !== undefined ? 'number' : 'id',
-            '=',
-            number !== undefined ? Number(number) : input.changeId,
-          )
-          .executeTakeFirst();
-        if (!change)
-          throw new GantryError('NOT_FOUND', `No change '${input.changeId}'. See \`gantry change list\`.`, {
-            change: input.changeId,
-          });
+        const change = await findChange(uow.db, input.changeId, undefined);
         if (
           change.release_id !== release.id ||
           !(JSON.parse(change.environments) as string[]).includes(env.name)
