@@ -5,7 +5,7 @@
  * healthy there, traffic moves on both, with no failed request; a rollback switches straight back
  * to the slot that was kept running; a version that fails its health check on one target halts
  * the deployment before anything switches; a kept slot is stopped when its time is up, and a
- * rollback after that starts it again before switching.
+ * rollback after that starts it again before switching. On SQLite and on PostgreSQL.
  */
 import { spawn } from 'node:child_process';
 import {
@@ -31,6 +31,7 @@ import {
   startEnrolledAgent,
   startServer,
 } from './helpers/processes.ts';
+import { createPostgresSchema, postgresUrl, urlWithSchema } from './helpers/test-databases.ts';
 
 const TOKEN = `gnt_bluegreen_${'b'.repeat(40)}`;
 const NAMES = ['web-1', 'web-2'];
@@ -50,7 +51,7 @@ function webPackage(version: string): Buffer {
       '  green: { SOCKET: web-green.sock }',
       'health:',
       '  command: node check.cjs',
-      '  retries: 40',
+      '  retries: 24',
       '  interval: 0.25',
       '',
     ].join('\n'),
@@ -137,205 +138,220 @@ function slotAnswer(dataDir: string, slot: 'blue' | 'green'): Promise<string | n
   });
 }
 
-describe.runIf(process.platform === 'linux')('blue-green through a real nginx', () => {
-  let dir: string;
-  let server: ServerProcess;
-  const agents: LongProcess[] = [];
-  const ports: Record<string, number> = {};
-  let env: Record<string, string>;
-  const agentDir = (name: string) => path.join(dir, name);
+// On SQLite, and again on PostgreSQL when TEST_DATABASE_URL is set.
+const DATABASES = ['sqlite', ...(postgresUrl ? ['postgres'] : [])] as const;
 
-  async function api(method: string, url: string, body?: unknown) {
-    const res = await fetch(`${server.url}${url}`, {
-      method,
-      headers: { authorization: `Bearer ${TOKEN}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : null };
-  }
+for (const database of DATABASES)
+  describe(`blue-green through a real nginx on ${database}`, () => {
+    let dir: string;
+    let schema: { schema: string; drop(): Promise<void> } | undefined;
+    let server: ServerProcess;
+    const agents: LongProcess[] = [];
+    const ports: Record<string, number> = {};
+    let env: Record<string, string>;
+    const agentDir = (name: string) => path.join(dir, name);
 
-  async function finished(id: string, timeoutMs = 50_000) {
-    return eventually(async () => {
-      const d = (await api('GET', `/api/v1/deployments/${id}`)).body;
-      return ['succeeded', 'failed', 'rolled_back', 'aborted', 'frozen'].includes(d.state) ? d : undefined;
-    }, timeoutMs);
-  }
-
-  async function deploy(version: string, keepSeconds?: number) {
-    const created = await api('POST', '/api/v1/deployments', {
-      release: `shop@${version}`,
-      environment: 'production',
-      strategy: 'blue-green',
-      ...(keepSeconds !== undefined ? { options: { keepSeconds } } : {}),
-    });
-    expect(created.status, JSON.stringify(created.body)).toBe(201);
-    return created.body as { id: string; number: string };
-  }
-
-  const served = async () => Promise.all(NAMES.map(async (n) => (await get(ports[n] as number)).body));
-
-  beforeAll(async () => {
-    if (!existsSync(NGINX))
-      throw new Error(`${NGINX} is missing: install Debian's nginx (apt-get install -y nginx); .ci/run does`);
-    dir = mkdtempSync(path.join(os.tmpdir(), 'gantry-bg-'));
-    server = await startServer(['--data-dir', path.join(dir, 'server'), '--port', '0'], {
-      GANTRY_BOOTSTRAP_ADMIN_TOKEN: TOKEN,
-      GANTRY_HEARTBEAT_SECONDS: '1',
-    });
-    env = { GANTRY_URL: server.url, GANTRY_TOKEN: TOKEN };
-    await gantryJson(['env', 'create', 'production'], env);
-    for (const name of NAMES) {
-      // Each target has its own nginx in front, listening on its own port.
-      const conf = path.join(agentDir(name), 'nginx');
-      mkdirSync(path.join(conf, 'tmp'), { recursive: true });
-      ports[name] = await freePort();
-      writeFileSync(path.join(conf, 'upstream.conf'), 'upstream app { server 127.0.0.1:9; }\n');
-      writeFileSync(path.join(conf, 'port'), String(ports[name]));
-      writeFileSync(
-        path.join(conf, 'nginx.conf'),
-        [
-          process.getuid?.() === 0 ? 'user root;' : '',
-          'daemon off;',
-          'worker_processes 1;',
-          `pid ${conf}/nginx.pid;`,
-          `error_log ${conf}/error.log;`,
-          'events { worker_connections 256; }',
-          'http {',
-          '  access_log off;',
-          `  client_body_temp_path ${conf}/tmp/body; proxy_temp_path ${conf}/tmp/proxy;`,
-          `  fastcgi_temp_path ${conf}/tmp/fastcgi; uwsgi_temp_path ${conf}/tmp/uwsgi; scgi_temp_path ${conf}/tmp/scgi;`,
-          `  include ${conf}/upstream.conf;`,
-          `  server { listen 127.0.0.1:${ports[name]}; location / { proxy_pass http://app; } }`,
-          '}',
-          '',
-        ].join('\n'),
-      );
-      const nginx = spawn(NGINX, ['-p', conf, '-c', 'nginx.conf', '-e', `${conf}/error.log`], {
-        stdio: 'ignore',
+    async function api(method: string, url: string, body?: unknown) {
+      const res = await fetch(`${server.url}${url}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${TOKEN}`,
+          ...(body ? { 'content-type': 'application/json' } : {}),
+        },
+        ...(body ? { body: JSON.stringify(body) } : {}),
       });
-      nginx.unref();
-      await eventually(async () => ((await get(ports[name] as number)).status === 502 ? true : undefined));
-      agents.push(await startEnrolledAgent(server, env, { name, dataDir: agentDir(name) }));
+      const text = await res.text();
+      return { status: res.status, body: text ? JSON.parse(text) : null };
     }
-    for (const version of ['1.0.0', '2.0.0', '3.0.0']) {
-      const file = path.join(dir, `web-${version}.tar.gz`);
-      writeFileSync(file, webPackage(version));
-      await gantryJson(['artifact', 'push', file, '--component', 'web', '--version', version], env);
-      const made = await api('POST', '/api/v1/releases', {
-        name: 'shop',
-        version,
-        components: [{ component: 'web', version }],
-      });
-      expect(made.status).toBe(201);
-    }
-  }, 120_000);
 
-  afterAll(async () => {
-    for (const a of agents) await a.stop('SIGKILL');
-    // The slot services and nginx outlive a killed agent: stop them by their pid files.
-    for (const name of NAMES) {
-      const pids = [path.join(agentDir(name), 'nginx', 'nginx.pid')];
-      const run = path.join(agentDir(name), 'run');
-      if (existsSync(run)) for (const f of readdirSync(run)) pids.push(path.join(run, f));
-      for (const file of pids) {
-        const pid = Number(readFileSync(file, 'utf8').trim());
-        for (const p of [-pid, pid])
-          try {
-            process.kill(p, 'SIGKILL');
-          } catch {}
+    async function finished(id: string, timeoutMs = 50_000) {
+      return eventually(async () => {
+        const d = (await api('GET', `/api/v1/deployments/${id}`)).body;
+        return ['succeeded', 'failed', 'rolled_back', 'aborted', 'frozen'].includes(d.state) ? d : undefined;
+      }, timeoutMs);
+    }
+
+    async function deploy(version: string, keepSeconds?: number) {
+      const created = await api('POST', '/api/v1/deployments', {
+        release: `shop@${version}`,
+        environment: 'production',
+        strategy: 'blue-green',
+        ...(keepSeconds !== undefined ? { options: { keepSeconds } } : {}),
+      });
+      expect(created.status, JSON.stringify(created.body)).toBe(201);
+      return created.body as { id: string; number: string };
+    }
+
+    const served = async () => Promise.all(NAMES.map(async (n) => (await get(ports[n] as number)).body));
+
+    beforeAll(async () => {
+      if (!existsSync(NGINX))
+        throw new Error(
+          `${NGINX} is missing: install Debian's nginx (apt-get install -y nginx); .ci/run does`,
+        );
+      dir = mkdtempSync(path.join(os.tmpdir(), 'gantry-bg-'));
+      if (database === 'postgres') schema = await createPostgresSchema(postgresUrl as string);
+      server = await startServer(['--data-dir', path.join(dir, 'server'), '--port', '0'], {
+        GANTRY_BOOTSTRAP_ADMIN_TOKEN: TOKEN,
+        GANTRY_HEARTBEAT_SECONDS: '1',
+        ...(schema ? { GANTRY_DATABASE_URL: urlWithSchema(postgresUrl as string, schema.schema) } : {}),
+      });
+      env = { GANTRY_URL: server.url, GANTRY_TOKEN: TOKEN };
+      await gantryJson(['env', 'create', 'production'], env);
+      for (const name of NAMES) {
+        // Each target has its own nginx in front, listening on its own port.
+        const conf = path.join(agentDir(name), 'nginx');
+        mkdirSync(path.join(conf, 'tmp'), { recursive: true });
+        ports[name] = await freePort();
+        writeFileSync(path.join(conf, 'upstream.conf'), 'upstream app { server 127.0.0.1:9; }\n');
+        writeFileSync(path.join(conf, 'port'), String(ports[name]));
+        writeFileSync(
+          path.join(conf, 'nginx.conf'),
+          [
+            process.getuid?.() === 0 ? 'user root;' : '',
+            'daemon off;',
+            'worker_processes 1;',
+            `pid ${conf}/nginx.pid;`,
+            `error_log ${conf}/error.log;`,
+            'events { worker_connections 256; }',
+            'http {',
+            '  access_log off;',
+            `  client_body_temp_path ${conf}/tmp/body; proxy_temp_path ${conf}/tmp/proxy;`,
+            `  fastcgi_temp_path ${conf}/tmp/fastcgi; uwsgi_temp_path ${conf}/tmp/uwsgi; scgi_temp_path ${conf}/tmp/scgi;`,
+            `  include ${conf}/upstream.conf;`,
+            `  server { listen 127.0.0.1:${ports[name]}; location / { proxy_pass http://app; } }`,
+            '}',
+            '',
+          ].join('\n'),
+        );
+        const nginx = spawn(NGINX, ['-p', conf, '-c', 'nginx.conf', '-e', `${conf}/error.log`], {
+          stdio: 'ignore',
+        });
+        nginx.unref();
+        await eventually(async () => ((await get(ports[name] as number)).status === 502 ? true : undefined));
+        agents.push(await startEnrolledAgent(server, env, { name, dataDir: agentDir(name) }));
       }
-    }
-    await server?.stop('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-  });
+      for (const version of ['1.0.0', '2.0.0', '3.0.0']) {
+        const file = path.join(dir, `web-${version}.tar.gz`);
+        writeFileSync(file, webPackage(version));
+        await gantryJson(['artifact', 'push', file, '--component', 'web', '--version', version], env);
+        const made = await api('POST', '/api/v1/releases', {
+          name: 'shop',
+          version,
+          components: [{ component: 'web', version }],
+        });
+        expect(made.status).toBe(201);
+      }
+    }, 120_000);
 
-  it('the first blue-green deployment starts blue and points nginx at it', async () => {
-    const d = await deploy('1.0.0');
-    const done = await finished(d.id);
-    expect(done.state, JSON.stringify(done)).toBe('succeeded');
-    expect(await served()).toEqual(['1.0.0', '1.0.0']);
-    for (const name of NAMES) expect(await slotAnswer(agentDir(name), 'blue')).toBe('1.0.0');
-  }, 60_000);
-
-  it('stages 2.0.0 in green while blue serves, switches both with no failed request, and keeps blue running', async () => {
-    const failures: string[] = [];
-    const seen = new Set<string>();
-    let polling = true;
-    const poller = (async () => {
-      while (polling) {
-        for (const name of NAMES) {
-          const r = await get(ports[name] as number);
-          if (r.status !== 200) failures.push(`${name}: ${r.status} ${r.body.slice(0, 80)}`);
-          else seen.add(r.body);
+    afterAll(async () => {
+      for (const a of agents) await a.stop('SIGKILL');
+      // The slot services and nginx outlive a killed agent: stop them by their pid files.
+      for (const name of NAMES) {
+        const pids = [path.join(agentDir(name), 'nginx', 'nginx.pid')];
+        const run = path.join(agentDir(name), 'run');
+        if (existsSync(run)) for (const f of readdirSync(run)) pids.push(path.join(run, f));
+        for (const file of pids) {
+          const pid = Number(readFileSync(file, 'utf8').trim());
+          for (const p of [-pid, pid])
+            try {
+              process.kill(p, 'SIGKILL');
+            } catch {}
         }
       }
-    })();
-    const d = await deploy('2.0.0', 600);
-    const done = await finished(d.id);
-    polling = false;
-    await poller;
-    expect(done.state, JSON.stringify(done)).toBe('succeeded');
-    expect(failures).toEqual([]);
-    expect([...seen].sort()).toEqual(['1.0.0', '2.0.0']);
-    expect(await served()).toEqual(['2.0.0', '2.0.0']);
-    for (const name of NAMES) {
-      expect(await slotAnswer(agentDir(name), 'green')).toBe('2.0.0');
-      // Kept for an instant switch back.
-      expect(await slotAnswer(agentDir(name), 'blue')).toBe('1.0.0');
-    }
-    const ledger = JSON.stringify(await gantryJson(['ledger', '--env', 'production'], env));
-    expect(ledger).toContain('2.0.0');
-  }, 60_000);
+      await server?.stop('SIGKILL');
+      await schema?.drop();
+      rmSync(dir, { recursive: true, force: true });
+    });
 
-  it('a rollback switches straight back to the slot kept running and stops the new one', async () => {
-    const list = await gantryJson(['deployments', 'list'], env);
-    const last = (list.deployments as Array<{ number: string; state: string }>)[0] as { number: string };
-    const rolled = await gantryJson(
-      ['deployments', 'rollback', last.number, '--reason', 'checkout broke'],
-      env,
-    );
-    const done = await finished(rolled.id);
-    expect(done.state, JSON.stringify(done)).toBe('rolled_back');
-    expect(await served()).toEqual(['1.0.0', '1.0.0']);
-    for (const target of done.waves[0].targets)
-      expect(target.message).toContain('at once (it was still running)');
-    for (const name of NAMES) expect(await slotAnswer(agentDir(name), 'green')).toBeNull();
-  }, 60_000);
+    it('the first blue-green deployment starts blue and points nginx at it', async () => {
+      const d = await deploy('1.0.0');
+      const done = await finished(d.id);
+      expect(done.state, JSON.stringify(done)).toBe('succeeded');
+      expect(await served()).toEqual(['1.0.0', '1.0.0']);
+      for (const name of NAMES) expect(await slotAnswer(agentDir(name), 'blue')).toBe('1.0.0');
+    }, 60_000);
 
-  it('a version unhealthy on one target halts before anything switches: traffic never moves', async () => {
-    writeFileSync(path.join(agentDir('web-2'), 'unhealthy-3.0.0'), '');
-    const d = await deploy('3.0.0');
-    const done = await finished(d.id);
-    expect(done.state, JSON.stringify(done)).toBe('rolled_back');
-    expect(done.reason).toContain('1 of 2 target(s) failed');
-    expect(await served()).toEqual(['1.0.0', '1.0.0']);
-    const byName = Object.fromEntries(
-      done.waves[0].targets.map((t: { name: string; message: string }) => [t.name, t.message]),
-    );
-    expect(byName['web-1']).toContain('traffic never moved');
-    // The staged 3.0.0 on web-1 was stopped again.
-    expect(await slotAnswer(agentDir('web-1'), 'green')).toBeNull();
-    rmSync(path.join(agentDir('web-2'), 'unhealthy-3.0.0'));
-  }, 60_000);
+    it('stages 2.0.0 in green while blue serves, switches both with no failed request, and keeps blue running', async () => {
+      const failures: string[] = [];
+      const seen = new Set<string>();
+      let polling = true;
+      const poller = (async () => {
+        while (polling) {
+          for (const name of NAMES) {
+            const r = await get(ports[name] as number);
+            if (r.status !== 200) failures.push(`${name}: ${r.status} ${r.body.slice(0, 80)}`);
+            else seen.add(r.body);
+          }
+        }
+      })();
+      const d = await deploy('2.0.0', 600);
+      const done = await finished(d.id);
+      polling = false;
+      await poller;
+      expect(done.state, JSON.stringify(done)).toBe('succeeded');
+      expect(failures).toEqual([]);
+      expect([...seen].sort()).toEqual(['1.0.0', '2.0.0']);
+      expect(await served()).toEqual(['2.0.0', '2.0.0']);
+      for (const name of NAMES) {
+        expect(await slotAnswer(agentDir(name), 'green')).toBe('2.0.0');
+        // Kept for an instant switch back.
+        expect(await slotAnswer(agentDir(name), 'blue')).toBe('1.0.0');
+      }
+      const ledger = JSON.stringify(await gantryJson(['ledger', '--env', 'production'], env));
+      expect(ledger).toContain('2.0.0');
+    }, 60_000);
 
-  it('a kept slot is stopped when its time is up; a rollback then starts it again before switching', async () => {
-    // This one through the CLI, as an operator would.
-    const d = await gantryJson(
-      ['deploy', 'shop@2.0.0', '--env', 'production', '--strategy', 'blue-green', '--keep', '1s'],
-      env,
-    );
-    expect(d.options).toEqual({ keepSeconds: 1 });
-    const deployed = await finished(d.id);
-    expect(deployed.state).toBe('succeeded');
-    expect(await served(), JSON.stringify(deployed.waves[0].targets)).toEqual(['2.0.0', '2.0.0']);
-    // Heartbeats come every second here: the kept blue slot (1.0.0) goes within a few.
-    for (const name of NAMES)
-      await eventually(async () => ((await slotAnswer(agentDir(name), 'blue')) === null ? true : undefined));
-    const rolled = await gantryJson(['deployments', 'rollback', d.number], env);
-    const done = await finished(rolled.id);
-    expect(done.state, JSON.stringify(done)).toBe('rolled_back');
-    for (const target of done.waves[0].targets) expect(target.message).toContain('after starting it again');
-    expect(await served()).toEqual(['1.0.0', '1.0.0']);
-  }, 60_000);
-});
+    it('a rollback switches straight back to the slot kept running and stops the new one', async () => {
+      const list = await gantryJson(['deployments', 'list'], env);
+      const last = (list.deployments as Array<{ number: string; state: string }>)[0] as { number: string };
+      const rolled = await gantryJson(
+        ['deployments', 'rollback', last.number, '--reason', 'checkout broke'],
+        env,
+      );
+      const done = await finished(rolled.id);
+      expect(done.state, JSON.stringify(done)).toBe('rolled_back');
+      expect(await served()).toEqual(['1.0.0', '1.0.0']);
+      for (const target of done.waves[0].targets)
+        expect(target.message).toContain('at once (it was still running)');
+      for (const name of NAMES) expect(await slotAnswer(agentDir(name), 'green')).toBeNull();
+    }, 60_000);
+
+    it('a version unhealthy on one target halts before anything switches: traffic never moves', async () => {
+      writeFileSync(path.join(agentDir('web-2'), 'unhealthy-3.0.0'), '');
+      const d = await deploy('3.0.0');
+      const done = await finished(d.id);
+      expect(done.state, JSON.stringify(done)).toBe('rolled_back');
+      expect(done.reason).toContain('1 of 2 target(s) failed');
+      expect(await served()).toEqual(['1.0.0', '1.0.0']);
+      const byName = Object.fromEntries(
+        done.waves[0].targets.map((t: { name: string; message: string }) => [t.name, t.message]),
+      );
+      expect(byName['web-1']).toContain('traffic never moved');
+      // The staged 3.0.0 on web-1 was stopped again.
+      expect(await slotAnswer(agentDir('web-1'), 'green')).toBeNull();
+      rmSync(path.join(agentDir('web-2'), 'unhealthy-3.0.0'));
+    }, 60_000);
+
+    it('a kept slot is stopped when its time is up; a rollback then starts it again before switching', async () => {
+      // This one through the CLI, as an operator would.
+      const d = await gantryJson(
+        ['deploy', 'shop@2.0.0', '--env', 'production', '--strategy', 'blue-green', '--keep', '1s'],
+        env,
+      );
+      expect(d.options).toEqual({ keepSeconds: 1 });
+      const deployed = await finished(d.id);
+      expect(deployed.state).toBe('succeeded');
+      expect(await served(), JSON.stringify(deployed.waves[0].targets)).toEqual(['2.0.0', '2.0.0']);
+      // Heartbeats come every second here: the kept blue slot (1.0.0) goes within a few.
+      for (const name of NAMES)
+        await eventually(async () =>
+          (await slotAnswer(agentDir(name), 'blue')) === null ? true : undefined,
+        );
+      const rolled = await gantryJson(['deployments', 'rollback', d.number], env);
+      const done = await finished(rolled.id);
+      expect(done.state, JSON.stringify(done)).toBe('rolled_back');
+      for (const target of done.waves[0].targets) expect(target.message).toContain('after starting it again');
+      expect(await served()).toEqual(['1.0.0', '1.0.0']);
+    }, 60_000);
+  });
