@@ -9,7 +9,17 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, type LogEvent, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import {
+  type DatabaseConnection,
+  type Driver,
+  Kysely,
+  type LogEvent,
+  PostgresDialect,
+  SqliteDialect,
+  type SqliteDialectConfig,
+  SqliteDriver,
+  sql,
+} from 'kysely';
 import pg from 'pg';
 import { migrateToLatest } from './migrations.ts';
 import type { Tables } from './schema.ts';
@@ -38,7 +48,7 @@ export function openDatabase(target: DatabaseTarget): Database {
       sqlite.pragma('foreign_keys = ON');
       sqlite.pragma('busy_timeout = 5000');
       const db = new Kysely<Tables>({
-        dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
+        dialect: new FifoSqliteDialect({ database: withStatementCache(sqlite) }),
         ...sqlProfile(),
       });
       return { db, dialect: 'sqlite', location: target.file, destroy: () => db.destroy() };
@@ -60,6 +70,45 @@ export function openDatabase(target: DatabaseTarget): Database {
       const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }), ...sqlProfile() });
       return { db, dialect: 'postgres', location: redactUrl(target.url), destroy: () => db.destroy() };
     }
+  }
+}
+
+/**
+ * Kysely's SQLite driver hands its one connection on through a lock that wakes every waiter on
+ * each release (one gets it, the rest wait again): with thousands of requests waiting that is
+ * most of the server's time. This one hands it to the next waiter in order, waking only that one.
+ */
+class FifoSqliteDriver extends SqliteDriver {
+  private connection: DatabaseConnection | undefined;
+  private busy = false;
+  private readonly waiting: Array<() => void> = [];
+
+  override async init(): Promise<void> {
+    await super.init();
+    // Taken once from the base driver and never given back to it: this class lends it out.
+    this.connection = await super.acquireConnection();
+  }
+
+  override async acquireConnection(): Promise<DatabaseConnection> {
+    if (this.busy) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.busy = true;
+    return this.connection as DatabaseConnection;
+  }
+
+  override async releaseConnection(): Promise<void> {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.busy = false;
+  }
+}
+
+class FifoSqliteDialect extends SqliteDialect {
+  constructor(private readonly options: SqliteDialectConfig) {
+    super(options);
+  }
+
+  override createDriver(): Driver {
+    return new FifoSqliteDriver(this.options);
   }
 }
 
@@ -111,23 +160,8 @@ export async function openAndMigrate(
 ): Promise<{ database: Database; applied: string[] }> {
   const database = openDatabase(target);
   try {
-    // On PostgreSQL the migrator reads the catalog of every schema; DDL in another schema at the
-    // same moment (another Gantry, a test dropping its schema) can fail that read. It is tried again.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const applied = await migrateToLatest(database.db, database.dialect);
-        return { database, applied };
-      } catch (error) {
-        const code = (error as { code?: string }).code;
-        if (
-          database.dialect !== 'postgres' ||
-          attempt >= 5 ||
-          (code !== '3F000' && code !== '42P01' && code !== 'XX000')
-        )
-          throw error;
-        await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
-      }
-    }
+    const applied = await migrateToLatest(database.db, database.dialect);
+    return { database, applied };
   } catch (error) {
     await database.destroy();
     throw error;

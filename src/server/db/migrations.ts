@@ -618,10 +618,34 @@ const MIGRATION_LOCK_TABLE = 'gantry_migration_lock';
  * anything, a database that has migrations this program does not know: it was written by a newer
  * Gantry and an older one must not guess at its shape.
  */
+/**
+ * Applies what is missing. On PostgreSQL the migrator reads the catalog of every schema; DDL in
+ * another schema at the same moment (another Gantry, a test dropping its schema) can fail that
+ * read with a missing schema, table or column. Such a failure is tried again, a few times.
+ */
 export async function migrateToLatest(
   db: AnyDb,
   dialect: 'sqlite' | 'postgres',
   migrations: Record<string, Migration> = MIGRATIONS,
+): Promise<string[]> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await migrateOnce(db, dialect, migrations);
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (dialect !== 'postgres' || attempt >= 5 || !CATALOG_RACES.includes(code ?? '')) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+    }
+  }
+}
+
+/** invalid_schema_name, undefined_table, undefined_column, internal_error (a relation gone mid-read). */
+const CATALOG_RACES = ['3F000', '42P01', '42703', 'XX000'];
+
+async function migrateOnce(
+  db: AnyDb,
+  dialect: 'sqlite' | 'postgres',
+  migrations: Record<string, Migration>,
 ): Promise<string[]> {
   if (await tableExists(db, dialect, MIGRATION_TABLE)) {
     const applied = await db.selectFrom(MIGRATION_TABLE).select('name').execute();

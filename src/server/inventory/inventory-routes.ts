@@ -209,6 +209,8 @@ export function registerInventoryRoutes(
     '/api/v1/agent/heartbeat',
     {
       config: { permission: 'agent' },
+      // Every agent asks every few seconds: its requests are logged only when they go wrong.
+      logLevel: 'warn',
       schema: {
         tags: ['agents'],
         summary: 'An agent reports that it lives, with its host facts',
@@ -301,6 +303,8 @@ export function registerInventoryRoutes(
     '/api/v1/agent/steps/next',
     {
       config: { permission: 'agent' },
+      // Every agent asks every few seconds: its requests are logged only when they go wrong.
+      logLevel: 'warn',
       schema: {
         tags: ['agents'],
         summary: 'Long-poll for the next step (204 when none came within `wait` seconds)',
@@ -314,13 +318,13 @@ export function registerInventoryRoutes(
       const gone = new AbortController();
       request.raw.once('close', () => gone.abort());
       // Waiting costs nothing: the database is asked again only when a step is queued here, or
-      // every 5 s (for steps queued by another replica).
+      // every 5 s on PostgreSQL (for steps queued by another replica).
       for (;;) {
         const step = await steps.next(agent);
         if (step) return step;
         const left = until - Date.now();
         if (gone.signal.aborted || left <= 0) return reply.status(204).send(null);
-        await steps.waitForWork(agent.targetId, Math.min(left, 5000), gone.signal);
+        await steps.waitForWork(agent.targetId, Math.min(left, steps.recheckMs), gone.signal);
       }
     },
   );
@@ -328,6 +332,8 @@ export function registerInventoryRoutes(
     '/api/v1/agent/steps/:id/result',
     {
       config: { permission: 'agent' },
+      // Every agent asks every few seconds: its requests are logged only when they go wrong.
+      logLevel: 'warn',
       schema: {
         tags: ['agents'],
         summary: 'Report a step’s outcome (a repeated report changes nothing)',

@@ -178,6 +178,15 @@ export class StepService {
     return row.id;
   }
 
+  /**
+   * How long a waiting long-poll goes before asking the database again. Only another replica's
+   * queueing goes unheard here, and only PostgreSQL has replicas: on SQLite a wait is never
+   * re-checked, which keeps 10,000 waiting agents cheap.
+   */
+  get recheckMs(): number {
+    return this.deps.database.dialect === 'postgres' ? 5000 : Number.POSITIVE_INFINITY;
+  }
+
   wake(targetId: string): void {
     this.queued.emit(targetId);
   }
