@@ -444,10 +444,9 @@ async function logsOf(ctx: StepContext, component: string): Promise<StepOutcome>
 export async function superviseActive(ctx: StepContext): Promise<void> {
   for (const [component, known] of Object.entries(ctx.state.components ?? {})) {
     if (!SAFE_NAME.test(component)) continue;
-    if (known.slots) {
-      await superviseSlots(ctx, component, known.slots);
-      continue;
-    }
+    // Slots that run are supervised; a component whose traffic is on a slot has nothing else to run.
+    if (known.slots) await superviseSlots(ctx, component, known.slots);
+    if (known.slots?.live) continue;
     if (!known.current) continue;
     const dir = path.join(ctx.dataDir, 'releases', component, known.current);
     const manifest = await readManifest(dir).catch(() => undefined);
