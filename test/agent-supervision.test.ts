@@ -38,7 +38,12 @@ describe('a supervised service run by a real agent', () => {
   let env: Record<string, string>;
   let port: number;
   const agentDir = () => path.join(dir, 'agent');
-  const pid = () => Number(readFileSync(path.join(agentDir(), 'run', 'web.pid'), 'utf8'));
+  const pid = () =>
+    Number(
+      readFileSync(path.join(agentDir(), 'run', 'web.pid'), 'utf8')
+        .trim()
+        .split(' ')[0],
+    );
   const answer = async () => {
     const res = await fetch(`http://127.0.0.1:${port}/`).catch(() => undefined);
     return res?.ok ? res.text() : undefined;

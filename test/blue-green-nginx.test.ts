@@ -252,7 +252,7 @@ for (const database of DATABASES)
         const run = path.join(agentDir(name), 'run');
         if (existsSync(run)) for (const f of readdirSync(run)) pids.push(path.join(run, f));
         for (const file of pids) {
-          const pid = Number(readFileSync(file, 'utf8').trim());
+          const pid = Number(readFileSync(file, 'utf8').trim().split(' ')[0]);
           for (const p of [-pid, pid])
             try {
               process.kill(p, 'SIGKILL');

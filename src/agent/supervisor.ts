@@ -121,7 +121,10 @@ export class Supervisor {
     service.startedAt = Date.now();
     if (child.pid !== undefined) {
       mkdirSync(path.join(this.dataDir, 'run'), { recursive: true, mode: 0o700 });
-      writeFileSync(this.pidFile(service.component), `${child.pid}\n`, { mode: 0o600 });
+      // With the process's start time: after a reboot the same pid may be another process.
+      writeFileSync(this.pidFile(service.component), `${child.pid} ${startTimeOf(child.pid) ?? ''}\n`, {
+        mode: 0o600,
+      });
     }
     child.on('error', (error) => this.note(service.component, `could not start: ${error.message}`));
     child.on('exit', (code, signal) => {
@@ -166,8 +169,12 @@ export class Supervisor {
 
   private alivePid(component: string): number | null {
     try {
-      const pid = Number(readFileSync(this.pidFile(component), 'utf8').trim());
-      return Number.isInteger(pid) && pid > 1 && isAlive(pid) ? pid : null;
+      const [pidText, started] = readFileSync(this.pidFile(component), 'utf8').trim().split(/\s+/);
+      const pid = Number(pidText);
+      if (!Number.isInteger(pid) || pid <= 1 || !isAlive(pid)) return null;
+      // A pid that now belongs to a process started at another time is not our service.
+      if (started && startTimeOf(pid) !== started) return null;
+      return pid;
     } catch {
       return null;
     }
@@ -188,6 +195,17 @@ export class Supervisor {
         },
       );
     } catch {}
+  }
+}
+
+/** The process's start time in clock ticks since boot (Linux `/proc`), or null where unknown. */
+function startTimeOf(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The fields after the command name (which is in parentheses and may hold spaces); start time is the 22nd field.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
   }
 }
 
