@@ -37,6 +37,8 @@ export interface ServerConfig {
   heartbeatSeconds: number;
   /** Test harness failpoints (see failpoints.ts); unset in production. */
   failpoints: string | undefined;
+  /** Diagnostics: where to write the time spent per SQL statement when the server exits. */
+  sqlProfile: string | undefined;
 }
 
 export interface ServerFlags {
@@ -166,5 +168,6 @@ export function loadServerConfig(
     dmlUserQuotaBytes,
     heartbeatSeconds,
     failpoints: env.FAILPOINTS || undefined,
+    sqlProfile: env.GANTRY_SQL_PROFILE || undefined,
   };
 }

@@ -38,8 +38,8 @@ export async function runServer(config: ServerConfig): Promise<RunningServer> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   chmodSync(config.dataDir, 0o700);
   const target: DatabaseTarget = config.databaseUrl
-    ? { kind: 'postgres', url: config.databaseUrl }
-    : { kind: 'sqlite', file: path.join(config.dataDir, 'gantry.db') };
+    ? { kind: 'postgres', url: config.databaseUrl, profileFile: config.sqlProfile }
+    : { kind: 'sqlite', file: path.join(config.dataDir, 'gantry.db'), profileFile: config.sqlProfile };
   const { database, applied } = await openAndMigrate(target);
   logger.info(
     { database: database.dialect, location: database.location, migrationsApplied: applied },

@@ -35,8 +35,14 @@ export interface Database {
 }
 
 export type DatabaseTarget =
-  | { kind: 'sqlite'; file: string }
-  | { kind: 'postgres'; url: string; schema?: string | undefined; poolSize?: number | undefined };
+  | { kind: 'sqlite'; file: string; profileFile?: string | undefined }
+  | {
+      kind: 'postgres';
+      url: string;
+      schema?: string | undefined;
+      poolSize?: number | undefined;
+      profileFile?: string | undefined;
+    };
 
 export function openDatabase(target: DatabaseTarget): Database {
   switch (target.kind) {
@@ -49,7 +55,7 @@ export function openDatabase(target: DatabaseTarget): Database {
       sqlite.pragma('busy_timeout = 5000');
       const db = new Kysely<Tables>({
         dialect: new FifoSqliteDialect({ database: withStatementCache(sqlite) }),
-        ...sqlProfile(),
+        ...sqlProfile(target.profileFile),
       });
       return { db, dialect: 'sqlite', location: target.file, destroy: () => db.destroy() };
     }
@@ -67,7 +73,10 @@ export function openDatabase(target: DatabaseTarget): Database {
       });
       // An idle client losing its connection (database restart) must not crash the server.
       pool.on('error', () => {});
-      const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }), ...sqlProfile() });
+      const db = new Kysely<Tables>({
+        dialect: new PostgresDialect({ pool }),
+        ...sqlProfile(target.profileFile),
+      });
       return { db, dialect: 'postgres', location: redactUrl(target.url), destroy: () => db.destroy() };
     }
   }
@@ -136,8 +145,7 @@ function withStatementCache(sqlite: SQLite.Database, size = 500): SQLite.Databas
  * Diagnostics for benchmarks: with GANTRY_SQL_PROFILE=FILE every query's time is added up by its
  * SQL text and written to FILE (JSON, slowest total first) when the process exits.
  */
-function sqlProfile(): { log?: (event: LogEvent) => void } {
-  const file = process.env.GANTRY_SQL_PROFILE;
+function sqlProfile(file: string | undefined): { log?: (event: LogEvent) => void } {
   if (!file) return {};
   const totals = new Map<string, { count: number; ms: number }>();
   process.once('exit', () => {
