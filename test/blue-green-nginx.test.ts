@@ -24,6 +24,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTarGz } from './helpers/archives.ts';
 import {
+  apiOf,
+  deploymentEnded,
   eventually,
   gantryJson,
   type LongProcess,
@@ -151,25 +153,9 @@ for (const database of DATABASES)
     let env: Record<string, string>;
     const agentDir = (name: string) => path.join(dir, name);
 
-    async function api(method: string, url: string, body?: unknown) {
-      const res = await fetch(`${server.url}${url}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${TOKEN}`,
-          ...(body ? { 'content-type': 'application/json' } : {}),
-        },
-        ...(body ? { body: JSON.stringify(body) } : {}),
-      });
-      const text = await res.text();
-      return { status: res.status, body: text ? JSON.parse(text) : null };
-    }
+    const api = apiOf(() => server.url, TOKEN);
 
-    async function finished(id: string, timeoutMs = 50_000) {
-      return eventually(async () => {
-        const d = (await api('GET', `/api/v1/deployments/${id}`)).body;
-        return ['succeeded', 'failed', 'rolled_back', 'aborted', 'frozen'].includes(d.state) ? d : undefined;
-      }, timeoutMs);
-    }
+    const finished = (id: string, timeoutMs = 50_000) => deploymentEnded(api, id, timeoutMs);
 
     async function deploy(version: string, keepSeconds?: number) {
       const created = await api('POST', '/api/v1/deployments', {

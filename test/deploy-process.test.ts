@@ -12,6 +12,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTarGz } from './helpers/archives.ts';
 import {
+  apiOf,
+  deploymentEnded,
   eventually,
   gantryJson,
   type LongProcess,
@@ -38,25 +40,9 @@ for (const database of DATABASES)
     const agentDir = (name: string) => path.join(dir, name);
     const current = (name: string) => readlinkSync(path.join(agentDir(name), 'releases', 'web', 'current'));
 
-    async function api(method: string, url: string, body?: unknown) {
-      const res = await fetch(`${server.url}${url}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${TOKEN}`,
-          ...(body ? { 'content-type': 'application/json' } : {}),
-        },
-        ...(body ? { body: JSON.stringify(body) } : {}),
-      });
-      const text = await res.text();
-      return { status: res.status, body: text ? JSON.parse(text) : null };
-    }
+    const api = apiOf(() => server.url, TOKEN);
 
-    async function finished(id: string, timeoutMs = 45_000) {
-      return eventually(async () => {
-        const d = (await api('GET', `/api/v1/deployments/${id}`)).body;
-        return ['succeeded', 'failed', 'rolled_back', 'aborted', 'frozen'].includes(d.state) ? d : undefined;
-      }, timeoutMs);
-    }
+    const finished = (id: string, timeoutMs = 45_000) => deploymentEnded(api, id, timeoutMs);
 
     async function startServerProcess(port = '0') {
       server = await startServer(['--data-dir', path.join(dir, 'server'), '--port', port], {

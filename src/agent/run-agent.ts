@@ -164,7 +164,8 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   const failpoints = options.failpoints ?? NO_FAILPOINTS;
   const supervisor = new Supervisor(options.dataDir);
   const downloadTimeoutMs = (options.downloadTimeoutSeconds ?? 60) * 1000;
-  const recovered = await recover({
+  // What a step needs; `state` is read each time (a re-enrollment replaces it).
+  const stepContext = () => ({
     server,
     dataDir: options.dataDir,
     state,
@@ -172,14 +173,8 @@ export async function runAgent(options: AgentOptions): Promise<void> {
     supervisor,
     downloadTimeoutMs,
   });
-  await superviseActive({
-    server,
-    dataDir: options.dataDir,
-    state,
-    failpoints,
-    supervisor,
-    downloadTimeoutMs,
-  });
+  const recovered = await recover(stepContext());
+  await superviseActive(stepContext());
   if (recovered) options.logger.warn({ recovered }, 'an activation was interrupted and has been undone');
   // A token given to an agent that was already enrolled is kept for one re-enrollment.
   let tokenUsed = !hadState || options.enrollToken === undefined;
@@ -222,10 +217,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
         ).catch(() => undefined);
       }, interval * 1000);
       beating.unref();
-      const outcome = await runStep(
-        { server, dataDir: options.dataDir, state, failpoints, supervisor, downloadTimeoutMs },
-        step,
-      ).finally(() => clearInterval(beating));
+      const outcome = await runStep(stepContext(), step).finally(() => clearInterval(beating));
       options.logger.info(
         { step: step.id, outcome: outcome.outcome, message: outcome.message },
         'step finished',
@@ -278,14 +270,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
       if (failures > 0) options.logger.info({ after: failures }, 'server reachable again');
       failures = 0;
       // Blue-green: a slot kept for switching back is stopped once its time is up.
-      const retired = await retireExpired({
-        server,
-        dataDir: options.dataDir,
-        state,
-        failpoints,
-        supervisor,
-        downloadTimeoutMs,
-      });
+      const retired = await retireExpired(stepContext());
       if (retired.length > 0) options.logger.info({ retired }, 'stopped the slots kept for switching back');
       // Until the next heartbeat is due, wait for work and run it.
       await workUntil(Date.now() + interval * 1000);

@@ -161,3 +161,28 @@ export async function startEnrolledAgent(
   );
   return agent;
 }
+
+/** The parsed JSON answer, of whatever shape (each test checks what it needs). */
+type Json = ReturnType<typeof JSON.parse>;
+export type Api = (method: string, url: string, body?: unknown) => Promise<{ status: number; body: Json }>;
+
+/** JSON requests with a bearer token to the server `base()` names at each call (it may restart). */
+export function apiOf(base: () => string, token: string): Api {
+  return async (method, url, body) => {
+    const res = await fetch(`${base()}${url}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : null };
+  };
+}
+
+/** Waits until deployment `id` has ended, and returns its view. */
+export function deploymentEnded(api: Api, id: string, timeoutMs = 50_000) {
+  return eventually(async () => {
+    const d = (await api('GET', `/api/v1/deployments/${id}`)).body;
+    return ['succeeded', 'failed', 'rolled_back', 'aborted', 'frozen'].includes(d.state) ? d : undefined;
+  }, timeoutMs);
+}
