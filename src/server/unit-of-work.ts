@@ -78,11 +78,12 @@ async function drain(database: Database, group: Group): Promise<void> {
           await lockAuditChain(trx, database.dialect);
           const alone = batch.length === 1;
           // Under the lock the chain's end is read once and carried from append to append.
-          const head: ChainHead = { last: undefined };
+          const head: ChainHead = { last: undefined, pending: [] };
           for (const [i, unit] of batch.entries()) {
             const written: AuditEntry[] = [];
             const log = new AuditLog(trx, database.dialect, unit.deps.clock, head);
             const headBefore = head.last;
+            const pendingBefore = head.pending?.length ?? 0;
             if (!alone) await sql.raw(`savepoint unit_${i}`).execute(trx);
             try {
               const value = await unit.work({
@@ -102,9 +103,12 @@ async function drain(database: Database, group: Group): Promise<void> {
               // (Savepoints are not released one by one: the commit ends them all, one round trip less.)
               await sql.raw(`rollback to savepoint unit_${i}`).execute(trx);
               head.last = headBefore;
+              if (head.pending) head.pending.length = pendingBefore;
               settle.push(() => unit.reject(error));
             }
           }
+          // The group's audit entries, in chain order, in one statement (or a few), before the commit.
+          await AuditLog.flush(trx, head);
         });
       } catch (error) {
         for (const unit of batch) unit.reject(error);

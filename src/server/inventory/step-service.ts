@@ -5,6 +5,7 @@
  * (long-polling), and report its result once: a repeated report changes nothing.
  */
 import { EventEmitter } from 'node:events';
+import { sql } from 'kysely';
 import { GantryError } from '../../core/errors.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import type { StepsTable } from '../db/schema.ts';
@@ -221,22 +222,17 @@ export class StepService {
       .executeTakeFirst();
     if (!any) return null;
     return inTransaction(this.deps, { actor: `agent:${agent.targetName}`, source: null }, async (uow) => {
-      const running = await uow.db
-        .selectFrom('steps')
-        .selectAll()
-        .where('target_id', '=', agent.targetId)
-        .where('state', '=', 'running')
-        .orderBy('id')
-        .executeTakeFirst();
-      if (running) return toStep(running, agent.targetName);
+      // One it was given and has not finished comes first, else the oldest queued (one query).
       const queued = await uow.db
         .selectFrom('steps')
         .selectAll()
         .where('target_id', '=', agent.targetId)
-        .where('state', '=', 'queued')
+        .where('state', 'in', ['running', 'queued'])
+        .orderBy(sql`case when state = 'running' then 0 else 1 end`)
         .orderBy('id')
         .executeTakeFirst();
       if (!queued) return null;
+      if (queued.state === 'running') return toStep(queued, agent.targetName);
       await uow.db
         .updateTable('steps')
         .set({ state: 'running', updated_at: uow.now.toISOString() })
@@ -281,23 +277,28 @@ export class StepService {
     },
   ): Promise<Step> {
     return inTransaction(this.deps, { actor: `agent:${agent.targetName}`, source: null }, async (uow) => {
-      const step = await uow.db
-        .selectFrom('steps')
-        .selectAll()
-        .where('id', '=', stepId)
-        .where('target_id', '=', agent.targetId)
-        .executeTakeFirst();
-      if (!step) throw new GantryError('NOT_FOUND', `No step '${stepId}' for this agent.`);
-      if (step.state === 'succeeded' || step.state === 'failed') {
-        if (step.state === input.outcome) return toStep(step, agent.targetName);
-        throw new GantryError('CONFLICT', `Step ${stepId} was already reported as ${step.state}.`);
-      }
       const message = input.message ?? null;
-      await uow.db
+      // Recorded in one statement when the step is still open (as nearly always); only otherwise
+      // is it read to say why not.
+      const step = await uow.db
         .updateTable('steps')
         .set({ state: input.outcome, message, updated_at: uow.now.toISOString() })
         .where('id', '=', stepId)
-        .execute();
+        .where('target_id', '=', agent.targetId)
+        .where('state', 'in', ['queued', 'running'])
+        .returningAll()
+        .executeTakeFirst();
+      if (!step) {
+        const settled = await uow.db
+          .selectFrom('steps')
+          .selectAll()
+          .where('id', '=', stepId)
+          .where('target_id', '=', agent.targetId)
+          .executeTakeFirst();
+        if (!settled) throw new GantryError('NOT_FOUND', `No step '${stepId}' for this agent.`);
+        if (settled.state === input.outcome) return toStep(settled, agent.targetName);
+        throw new GantryError('CONFLICT', `Step ${stepId} was already reported as ${settled.state}.`);
+      }
       await uow.audit({
         action: `step.${input.outcome}`,
         subject: `step:${stepId}`,
