@@ -697,3 +697,33 @@ describe('decide: from counts, as the engine gives them', () => {
     });
   });
 });
+
+describe('decide: targets retried after their wave ran', () => {
+  it('a baking wave does not finish while a retried target of it is in flight', () => {
+    const s = snapshot({
+      waves: [waveOf(0, { state: 'baking', bakeUntil: at(10) }), waveOf(1)],
+      targets: [
+        { id: 't1', wave: 0, state: 'succeeded' },
+        { id: 't2', wave: 0, state: 'installing' },
+        { id: 't3', wave: 1, state: 'pending' },
+      ],
+      now: at(60),
+    });
+    expect(decide(s)).toEqual({ kind: 'wait' });
+    setTargets(s, { t2: 'succeeded' });
+    expect(decide(s)).toEqual({ kind: 'finish_wave', wave: 0 });
+  });
+
+  it('a deployment whose waves all succeeded completes only once no target is in flight', () => {
+    const s = snapshot({
+      waves: [waveOf(0, { state: 'succeeded' }), waveOf(1, { state: 'succeeded' })],
+      targets: [
+        { id: 't1', wave: 0, state: 'activating' },
+        { id: 't2', wave: 1, state: 'succeeded' },
+      ],
+    });
+    expect(decide(s)).toEqual({ kind: 'wait' });
+    setTargets(s, { t1: 'succeeded' });
+    expect(decide(s)).toEqual({ kind: 'complete' });
+  });
+});

@@ -136,8 +136,15 @@ export function decide(s: Snapshot): Decision {
   if (halt) return { kind: 'halt', reason: halt };
 
   const current = s.waves.find((w) => w.state !== 'succeeded');
-  if (!current) return { kind: 'complete' };
+  // A target retried after its wave ran (retry-failed) is waited for: nothing is finished under it.
+  if (!current)
+    return count(s.targets, (t) => MOVING.includes(t.state)) > 0 ? { kind: 'wait' } : { kind: 'complete' };
   const mine = s.targets.filter((t) => t.wave === current.index && t.count > 0);
+  if (
+    (current.state === 'baking' || current.state === 'awaiting_approval') &&
+    mine.some((t) => MOVING.includes(t.state))
+  )
+    return { kind: 'wait' };
   switch (current.state) {
     case 'pending':
       return { kind: 'start_wave', wave: current.index };
