@@ -6,7 +6,14 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, gantryJson, type ServerProcess, startGantry, startServer } from './helpers/processes.ts';
+import {
+  eventually,
+  gantryJson,
+  runGantry,
+  type ServerProcess,
+  startGantry,
+  startServer,
+} from './helpers/processes.ts';
 
 const TOKEN = `gnt_agent_${'a'.repeat(40)}`;
 
@@ -135,6 +142,39 @@ describe('the agent process', () => {
     await eventually(async () => (lonely.output().includes('heartbeat failed; retrying') ? true : undefined));
     expect(lonely.proc.exitCode).toBeNull();
     expect(await lonely.stop('SIGTERM')).toBe(0);
+  });
+
+  it('refuses a download timeout it cannot use, naming the setting, before it does anything', async () => {
+    const dataDir = path.join(dir, 'bad-timeout');
+    const cli = await runGantry(['agent', '--server', server.url, '--data-dir', dataDir, '--name', 'bad-1'], {
+      env: { GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS: '2' },
+    });
+    expect(cli.code).toBe(2);
+    expect(cli.stderr).toContain(
+      "GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS is '2': give a whole number of seconds from 5 to 3600",
+    );
+    const code = await (await fetch(`${server.url}/agent/gantry-agent.js`)).text();
+    const outside = mkdtempSync(path.join(os.tmpdir(), 'gantry-bundle-'));
+    try {
+      const { writeFileSync } = await import('node:fs');
+      const { spawnSync } = await import('node:child_process');
+      writeFileSync(path.join(outside, 'gantry-agent.js'), code);
+      const bundled = spawnSync(
+        process.execPath,
+        ['gantry-agent.js', '--server', server.url, '--data-dir', 'state'],
+        {
+          cwd: outside,
+          env: { PATH: process.env.PATH ?? '', GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS: 'soon' },
+          encoding: 'utf8',
+        },
+      );
+      expect(bundled.status).toBe(2);
+      expect(bundled.stderr).toContain("GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS is 'soon'");
+    } finally {
+      rmSync(outside, { recursive: true, force: true });
+    }
+    const { targets } = await gantryJson(['targets', 'list'], env);
+    expect(targets.map((t: { name: string }) => t.name)).not.toContain('bad-1');
   });
 
   it('runs as the one JavaScript file the server hands out, with nothing but Node.js', async () => {

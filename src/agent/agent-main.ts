@@ -7,7 +7,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { Failpoints } from '../support/failpoints.ts';
-import { AgentFatalError, runAgent } from './run-agent.ts';
+import { AgentFatalError, AgentSettingError, downloadTimeoutSetting, runAgent } from './run-agent.ts';
 
 const HELP = `Usage: node gantry-agent.js [--server URL] [--enroll TOKEN] [--data-dir DIR] [--name NAME]
 
@@ -45,6 +45,14 @@ async function main(): Promise<number> {
     base: { service: 'gantry-agent' },
     timestamp: pino.stdTimeFunctions.isoTime,
   });
+  let downloadTimeoutSeconds: number | undefined;
+  try {
+    downloadTimeoutSeconds = downloadTimeoutSetting(process.env.GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS);
+  } catch (error) {
+    if (!(error instanceof AgentSettingError)) throw error;
+    process.stderr.write(`error: ${error.message}\n`);
+    return 2;
+  }
   const stopped = new Promise<void>((resolve) => {
     process.once('SIGTERM', () => resolve());
     process.once('SIGINT', () => resolve());
@@ -58,7 +66,7 @@ async function main(): Promise<number> {
       name: values.name,
       logger,
       stopped,
-      downloadTimeoutSeconds: downloadTimeout(process.env.GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS),
+      downloadTimeoutSeconds,
     });
     return 0;
   } catch (error) {
@@ -70,9 +78,3 @@ async function main(): Promise<number> {
 main().then((code) => {
   process.exitCode = code;
 });
-
-/** GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS, when it is a whole number of seconds from 5 to 3600. */
-function downloadTimeout(text: string | undefined): number | undefined {
-  const n = Number(text);
-  return Number.isInteger(n) && n >= 5 && n <= 3600 ? n : undefined;
-}

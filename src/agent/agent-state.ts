@@ -49,6 +49,25 @@ export interface Slots {
   green?: SlotState;
 }
 
+/**
+ * Why `version` of `component` may not be started here — it was marked bad (row F05) — or null.
+ * Installing it again clears the mark.
+ */
+export function badRefusal(state: AgentState, component: string, version: string): string | null {
+  const bad = state.bad?.find((b) => b.component === component && b.version === version);
+  return bad
+    ? `refused: ${component} ${version} is marked bad on this target since ${bad.at} (${bad.reason}); it is not tried again automatically — install it again to try once more`
+    : null;
+}
+
+/** Marks `version` of `component` bad here, in memory: the caller writes the state. */
+export function markBad(state: AgentState, component: string, version: string, reason: string): void {
+  state.bad = [
+    ...(state.bad ?? []).filter((b) => !(b.component === component && b.version === version)),
+    { component, version, reason, at: new Date().toISOString() },
+  ];
+}
+
 export function statePath(dataDir: string): string {
   return path.join(dataDir, 'agent.json');
 }

@@ -31,6 +31,20 @@ export interface AgentOptions {
 
 export class AgentFatalError extends Error {}
 
+/** A setting the agent was started with is not usable; the message says which and what to give. */
+export class AgentSettingError extends Error {}
+
+/** GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS: how long a download may be silent or trickle (5–3600). */
+export function downloadTimeoutSetting(text: string | undefined): number | undefined {
+  if (text === undefined || text === '') return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 5 || n > 3600)
+    throw new AgentSettingError(
+      `GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS is '${text}': give a whole number of seconds from 5 to 3600.`,
+    );
+  return n;
+}
+
 export function hostFacts(dataDir: string) {
   let freeDiskBytes: number | undefined;
   try {
@@ -173,6 +187,13 @@ export async function runAgent(options: AgentOptions): Promise<void> {
     supervisor,
     downloadTimeoutMs,
   });
+  const heartbeat = () =>
+    post(
+      server,
+      '/api/v1/agent/heartbeat',
+      { facts: hostFacts(options.dataDir), installed: installedOf(state) },
+      state.credential,
+    );
   const recovered = await recover(stepContext());
   await superviseActive(stepContext());
   if (recovered) options.logger.warn({ recovered }, 'an activation was interrupted and has been undone');
@@ -209,12 +230,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
       // A long step (a large download) must not make a healthy target look stale: heartbeats go
       // on beside it.
       const beating = setInterval(() => {
-        post(
-          server,
-          '/api/v1/agent/heartbeat',
-          { facts: hostFacts(options.dataDir), installed: installedOf(state) },
-          state.credential,
-        ).catch(() => undefined);
+        heartbeat().catch(() => undefined);
       }, interval * 1000);
       beating.unref();
       const outcome = await runStep(stepContext(), step).finally(() => clearInterval(beating));
@@ -243,12 +259,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   while (!stopped) {
     let delay: number;
     try {
-      const result = await post(
-        server,
-        '/api/v1/agent/heartbeat',
-        { facts: hostFacts(options.dataDir), installed: installedOf(state) },
-        state.credential,
-      );
+      const result = await heartbeat();
       if (result.status === 401) {
         if (!tokenUsed) {
           // Revoked, and a new token was given: enroll again under the same name.

@@ -12,7 +12,14 @@
  */
 import { rename, rm, stat, symlink } from 'node:fs/promises';
 import path from 'node:path';
-import { type AgentState, type SlotName, type Slots, writeState } from './agent-state.ts';
+import {
+  type AgentState,
+  badRefusal,
+  markBad,
+  type SlotName,
+  type Slots,
+  writeState,
+} from './agent-state.ts';
 import { checkHealth, type HookContext, runHook } from './hooks.ts';
 import type { Manifest } from './manifest.ts';
 import type { StepContext, StepOutcome } from './steps.ts';
@@ -128,12 +135,8 @@ export async function stage(
 ): Promise<StepOutcome> {
   if (!(await stat(path.join(releases, version)).catch(() => null)))
     return { outcome: 'failed', message: `${component} ${version} is not installed here; install it first` };
-  const bad = ctx.state.bad?.find((b) => b.component === component && b.version === version);
-  if (bad)
-    return {
-      outcome: 'failed',
-      message: `refused: ${component} ${version} is marked bad on this target since ${bad.at} (${bad.reason}); install it again to try once more`,
-    };
+  const bad = badRefusal(ctx.state, component, version);
+  if (bad) return { outcome: 'failed', message: bad };
   let manifest: Manifest | undefined;
   try {
     manifest = await readManifest(path.join(releases, version));
@@ -157,10 +160,7 @@ export async function stage(
     : 'nothing was switched';
   if (unhealthy) {
     await stopSlot(ctx, component, releases, idle, version);
-    ctx.state.bad = [
-      ...(ctx.state.bad ?? []).filter((b) => !(b.component === component && b.version === version)),
-      { component, version, reason: unhealthy, at: new Date().toISOString() },
-    ];
+    markBad(ctx.state, component, version, unhealthy);
     save(ctx, component, { ...slots, [idle]: { version, running: false, retireAt: null } });
     return {
       outcome: 'failed',

@@ -10,7 +10,7 @@ import { mkdir, readdir, readlink, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Failpoints } from '../support/failpoints.ts';
-import { type AgentState, writeState } from './agent-state.ts';
+import { type AgentState, badRefusal, markBad, writeState } from './agent-state.ts';
 import { checkHealth, runHook } from './hooks.ts';
 import { send } from './http-client.ts';
 import type { Manifest } from './manifest.ts';
@@ -254,12 +254,8 @@ async function activate(
   if (!(await stat(path.join(releases, version)).catch(() => null))) {
     return { outcome: 'failed', message: `${component} ${version} is not installed here; install it first` };
   }
-  const bad = ctx.state.bad?.find((b) => b.component === component && b.version === version);
-  if (bad)
-    return {
-      outcome: 'failed',
-      message: `refused: ${component} ${version} is marked bad on this target since ${bad.at} (${bad.reason}); it is not tried again automatically — install it again to try once more`,
-    };
+  const bad = badRefusal(ctx.state, component, version);
+  if (bad) return { outcome: 'failed', message: bad };
   const link = path.join(releases, 'current');
   const before = await readlink(link).catch(() => null);
   const hooks = (v: string, manifest: Manifest | undefined) => ({
@@ -320,10 +316,7 @@ async function activate(
   if (unhealthy) {
     const done = await putBack(ctx, component, version, before, releases);
     // Marked bad for this target (row F05): no automatic retry loop.
-    ctx.state.bad = [
-      ...(ctx.state.bad ?? []).filter((b) => !(b.component === component && b.version === version)),
-      { component, version, reason: unhealthy, at: new Date().toISOString() },
-    ];
+    markBad(ctx.state, component, version, unhealthy);
     writeState(ctx.dataDir, ctx.state);
     return {
       outcome: 'failed',

@@ -19,7 +19,11 @@ export function addAgentCommand(program: Command, ctx: CliContext): void {
     .option('--name <name>', 'the target’s name (default: this host’s name)')
     .action(async (o: { server?: string; enroll?: string; dataDir?: string; name?: string }) => {
       // Loaded here, not at startup: every other verb starts without the agent's modules.
-      const [{ default: pino }, { AgentFatalError, runAgent }, { Failpoints }] = await Promise.all([
+      const [
+        { default: pino },
+        { AgentFatalError, AgentSettingError, downloadTimeoutSetting, runAgent },
+        { Failpoints },
+      ] = await Promise.all([
         import('pino'),
         import('../../agent/run-agent.ts'),
         import('../../support/failpoints.ts'),
@@ -29,6 +33,13 @@ export function addAgentCommand(program: Command, ctx: CliContext): void {
         base: { service: 'gantry-agent' },
         timestamp: pino.stdTimeFunctions.isoTime,
       });
+      let downloadTimeoutSeconds: number | undefined;
+      try {
+        downloadTimeoutSeconds = downloadTimeoutSetting(ctx.env.GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS);
+      } catch (error) {
+        if (error instanceof AgentSettingError) throw new CliError(EXIT.usage, error.message);
+        throw error;
+      }
       const dataDir = path.resolve(o.dataDir ?? ctx.env.GANTRY_AGENT_DATA_DIR ?? '.gantry-agent');
       const stopped = new Promise<void>((resolve) => {
         process.once('SIGTERM', () => resolve());
@@ -43,23 +54,11 @@ export function addAgentCommand(program: Command, ctx: CliContext): void {
           name: o.name,
           logger,
           stopped,
-          downloadTimeoutSeconds: downloadTimeout(ctx.env.GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS),
+          downloadTimeoutSeconds,
         });
       } catch (error) {
         if (error instanceof AgentFatalError) throw new CliError(EXIT.refused, error.message);
         throw error;
       }
     });
-}
-
-/** GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS: how long a download may be silent or trickle (5–3600). */
-function downloadTimeout(text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 5 || n > 3600)
-    throw new CliError(
-      EXIT.usage,
-      'GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS must be a whole number of seconds from 5 to 3600.',
-    );
-  return n;
 }

@@ -616,12 +616,10 @@ const MIGRATION_LOCK_TABLE = 'gantry_migration_lock';
 /**
  * Applies every migration this program knows and the database lacks. Refuses, before touching
  * anything, a database that has migrations this program does not know: it was written by a newer
- * Gantry and an older one must not guess at its shape.
- */
-/**
- * Applies what is missing. On PostgreSQL the migrator reads the catalog of every schema; DDL in
- * another schema at the same moment (another Gantry, a test dropping its schema) can fail that
- * read with a missing schema, table or column. Such a failure is tried again, a few times.
+ * Gantry and an older one must not guess at its shape. On PostgreSQL the migrator reads the
+ * catalog of every schema; DDL in another schema at the same moment (another Gantry, a test
+ * dropping its schema) can fail that read with a missing schema, table or column. Such a failure
+ * is tried again, a few times.
  */
 export async function migrateToLatest(
   db: AnyDb,

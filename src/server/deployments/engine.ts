@@ -28,7 +28,7 @@ import type { DeploymentsTable } from '../db/schema.ts';
 import { EventLog } from '../events/event-log.ts';
 import { newSortableId } from '../ids.ts';
 import { activeVersion } from '../inventory/ledger-service.ts';
-import type { StepService } from '../inventory/step-service.ts';
+import type { StepKind, StepService } from '../inventory/step-service.ts';
 import { inTransaction, type UnitOfWork } from '../unit-of-work.ts';
 import { UserStore } from '../users/user-store.ts';
 import { changeTransition, packagesOf } from './deployment-service.ts';
@@ -402,38 +402,14 @@ export class DeploymentEngine {
       .where((eb) => eb.or([eb('t.state', '=', 'retry'), eb('s.state', 'in', ['succeeded', 'failed'])]))
       .execute();
     if (targets.length === 0) return false;
-    const release = await uow.db
-      .selectFrom('releases')
-      .select('components')
-      .where('id', '=', d.release_id)
-      .executeTakeFirstOrThrow();
-    const packages = await packagesOf(uow.db, JSON.parse(release.components));
+    const packages = await packagesFor(uow, d);
     const ops = stepsFor(d, packages);
-    const keepSeconds = (JSON.parse(d.options) as { keepSeconds?: number }).keepSeconds;
     // Rolling back, aborted or frozen: what is in flight finishes, nothing new starts.
     const stopping = d.state === 'aborted' || d.state === 'frozen' || d.state === 'rolling_back';
     let changed = false;
     const now = uow.now.toISOString();
-    const queue = async (
-      t: (typeof targets)[number],
-      kind: (typeof ops)[number]['kind'] | 'rollback',
-      op: (typeof ops)[number],
-    ) => {
-      wake.add(t.target_id);
-      return this.deps.steps.enqueue(uow, {
-        targetId: t.target_id,
-        targetName: t.target_name,
-        kind,
-        component: op.component,
-        // A rollback names the version it undoes (a blue-green agent stops it if it was only staged).
-        version: op.version,
-        digest: kind === 'install' ? op.digest : null,
-        size: kind === 'install' ? op.size : null,
-        ...(kind === 'switch' ? { keepSeconds } : {}),
-        requestedBy: `deployment:DEP-${d.number}`,
-        reference: `deployment:${d.id}`,
-      });
-    };
+    const queue = (t: (typeof targets)[number], kind: StepKind, op: (typeof ops)[number]) =>
+      this.queueStep(uow, d, t, kind, op, wake);
     for (const t of targets) {
       let { state, progress, step_id: stepId, message } = t;
       let activated = JSON.parse(t.activated) as string[];
@@ -650,13 +626,7 @@ export class DeploymentEngine {
       }
       case 'switch_wave': {
         // Blue-green: every target has staged (or failed): traffic moves on all of them now.
-        const release = await uow.db
-          .selectFrom('releases')
-          .select('components')
-          .where('id', '=', d.release_id)
-          .executeTakeFirstOrThrow();
-        const ops = stepsFor(d, await packagesOf(uow.db, JSON.parse(release.components)));
-        const keepSeconds = (JSON.parse(d.options) as { keepSeconds?: number }).keepSeconds;
+        const ops = stepsFor(d, await packagesFor(uow, d));
         const staged = await uow.db
           .selectFrom('deployment_targets')
           .selectAll()
@@ -667,19 +637,7 @@ export class DeploymentEngine {
         for (const t of staged) {
           const op = ops[t.progress];
           if (op?.kind !== 'switch') continue;
-          wake.add(t.target_id);
-          const stepId = await this.deps.steps.enqueue(uow, {
-            targetId: t.target_id,
-            targetName: t.target_name,
-            kind: 'switch',
-            component: op.component,
-            version: op.version,
-            digest: null,
-            size: null,
-            keepSeconds,
-            requestedBy: `deployment:${number}`,
-            reference: `deployment:${d.id}`,
-          });
+          const stepId = await this.queueStep(uow, d, t, 'switch', op, wake);
           await uow.db
             .updateTable('deployment_targets')
             .set({ state: 'switching', step_id: stepId, updated_at: now })
@@ -772,12 +730,7 @@ export class DeploymentEngine {
         return;
       }
       case 'roll_back_targets': {
-        const release = await uow.db
-          .selectFrom('releases')
-          .select('components')
-          .where('id', '=', d.release_id)
-          .executeTakeFirstOrThrow();
-        const packages = await packagesOf(uow.db, JSON.parse(release.components));
+        const packages = await packagesFor(uow, d);
         const targets = await uow.db
           .selectFrom('deployment_targets')
           .selectAll()
@@ -796,18 +749,7 @@ export class DeploymentEngine {
               .execute();
             continue;
           }
-          wake.add(t.target_id);
-          const stepId = await this.deps.steps.enqueue(uow, {
-            targetId: t.target_id,
-            targetName: t.target_name,
-            kind: 'rollback',
-            component: first.component,
-            version: first.version,
-            digest: null,
-            size: null,
-            requestedBy: `deployment:${number}`,
-            reference: `deployment:${d.id}`,
-          });
+          const stepId = await this.queueStep(uow, d, t, 'rollback', first, wake);
           await uow.db
             .updateTable('deployment_targets')
             .set({ state: 'rolling_back', progress: 0, step_id: stepId, message: null, updated_at: now })
@@ -846,6 +788,33 @@ export class DeploymentEngine {
     }
   }
 
+  /** Queues one step of this deployment for target `t` and has its agent woken after the commit. */
+  private queueStep(
+    uow: UnitOfWork,
+    d: DeploymentsTable,
+    t: { target_id: string; target_name: string },
+    kind: StepKind,
+    op: Package,
+    wake: Set<string>,
+  ): Promise<string> {
+    wake.add(t.target_id);
+    return this.deps.steps.enqueue(uow, {
+      targetId: t.target_id,
+      targetName: t.target_name,
+      kind,
+      component: op.component,
+      // A rollback names the version it undoes (a blue-green agent stops it if it was only staged).
+      version: op.version,
+      digest: kind === 'install' ? op.digest : null,
+      size: kind === 'install' ? op.size : null,
+      ...(kind === 'switch'
+        ? { keepSeconds: (JSON.parse(d.options) as { keepSeconds?: number }).keepSeconds }
+        : {}),
+      requestedBy: `deployment:DEP-${d.number}`,
+      reference: `deployment:${d.id}`,
+    });
+  }
+
   private async recordOutcome(uow: UnitOfWork, d: DeploymentsTable, outcome: 'succeeded' | 'failed') {
     await uow.db
       .insertInto('release_outcomes')
@@ -869,12 +838,7 @@ export class DeploymentEngine {
    * the change approved. Any difference is an unauthorised change, an exception event on the change.
    */
   private async compareWithApproved(uow: UnitOfWork, d: DeploymentsTable, number: string) {
-    const release = await uow.db
-      .selectFrom('releases')
-      .select('components')
-      .where('id', '=', d.release_id)
-      .executeTakeFirstOrThrow();
-    const packages = await packagesOf(uow.db, JSON.parse(release.components));
+    const packages = await packagesFor(uow, d);
     const targets = await uow.db
       .selectFrom('deployment_targets')
       .select(['target_id', 'target_name'])
@@ -901,14 +865,26 @@ export class DeploymentEngine {
   }
 }
 
+type Package = Awaited<ReturnType<typeof packagesOf>>[number];
+
+/** The packages of the deployment's release, in the release's order. */
+async function packagesFor(uow: UnitOfWork, d: Pick<DeploymentsTable, 'release_id'>): Promise<Package[]> {
+  const release = await uow.db
+    .selectFrom('releases')
+    .select('components')
+    .where('id', '=', d.release_id)
+    .executeTakeFirstOrThrow();
+  return packagesOf(uow.db, JSON.parse(release.components));
+}
+
 /**
  * The steps each target runs, in order: every package installed, then activated — or, blue-green,
  * installed, staged in the idle slot, and (once every target has staged) switched.
  */
 function stepsFor(
   d: Pick<DeploymentsTable, 'strategy'>,
-  packages: Awaited<ReturnType<typeof packagesOf>>,
-): Array<{ kind: 'install' | 'activate' | 'stage' | 'switch' } & (typeof packages)[number]> {
+  packages: Package[],
+): Array<{ kind: 'install' | 'activate' | 'stage' | 'switch' } & Package> {
   const then =
     d.strategy === 'blue-green'
       ? [
