@@ -5,7 +5,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -31,8 +31,15 @@ async function measured(pid: number, work: () => Promise<void>): Promise<{ secon
   return { seconds, peak: Math.max(peak, rssBytes(pid)) };
 }
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'gantry-dml-bench-'));
-const file = path.join(dir, 'artifact.bin');
+// BENCH_DML_DATA_PARENT puts the server's data elsewhere (for example /dev/shm, to see the
+// server's own limit on a disk that is never the bottleneck).
+const dir = mkdtempSync(path.join(process.env.BENCH_DML_DATA_PARENT ?? os.tmpdir(), 'gantry-dml-bench-'));
+// The client's copy lives in memory where the machine has a tmpfs, as if on another machine: its
+// own disk traffic is then not charged to the server's upload.
+const clientDir = mkdtempSync(
+  path.join(existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'gantry-dml-client-'),
+);
+const file = path.join(clientDir, 'artifact.bin');
 const server = spawn(process.execPath, [BIN, 'server', '--port', '0', '--data-dir', path.join(dir, 'data')], {
   env: {
     ...process.env,
@@ -152,4 +159,5 @@ try {
 } finally {
   server.kill('SIGKILL');
   rmSync(dir, { recursive: true, force: true });
+  rmSync(clientDir, { recursive: true, force: true });
 }

@@ -81,6 +81,7 @@ export async function runServer(config: ServerConfig): Promise<RunningServer> {
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
     await app.close();
+    await blobs.close();
     await database.destroy();
     throw error;
   }
@@ -153,6 +154,7 @@ export async function runServer(config: ServerConfig): Promise<RunningServer> {
         clearInterval(notify);
         await notifying;
         await app.close();
+        await blobs.close();
         await database.destroy();
         logger.info('stopped');
       })();

@@ -140,6 +140,7 @@ export async function startTestApp(
     },
     async close() {
       await app.close();
+      await blobs.close();
       if (!options.db) await db.cleanup();
       rmSync(dataDir, { recursive: true, force: true });
     },

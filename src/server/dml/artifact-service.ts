@@ -3,7 +3,7 @@
  * their bytes still match their digest. Uploads stream to disk (never whole in memory); the row
  * and its audit entry are written only after the bytes are durable under their content address.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { pipeline, type Readable, Transform, type TransformCallback } from 'node:stream';
 import {
   type ArtifactKind,
@@ -23,6 +23,7 @@ import { PublisherKeyStore, verifyEd25519 } from '../keys/publisher-keys.ts';
 import { inTransaction, type TransactionDeps } from '../unit-of-work.ts';
 import { type Artifact, type ArtifactFilter, ArtifactStore } from './artifact-store.ts';
 import type { FsBlobStore } from './fs-blob-store.ts';
+import type { FileDigest } from './hash-pool.ts';
 
 export interface UploadInput {
   component: string;
@@ -267,7 +268,7 @@ export class ArtifactService {
   /** Re-hashes the stored bytes; on a mismatch the artifact is quarantined and an exception event recorded. */
   async verify(by: AuditActor, id: string): Promise<VerifyOutcome> {
     const artifact = await this.require(id);
-    const actual = await this.deps.blobs.hash(artifact.digest);
+    const actual = (await this.deps.blobs.hash(artifact.digest))?.digest ?? null;
     const base = {
       id,
       digest: withDigestPrefix(artifact.digest),
@@ -528,12 +529,13 @@ export class ArtifactService {
    */
   openVerified(artifact: Artifact): Readable {
     const source = this.deps.blobs.open(artifact.digest);
-    const verifier = new DigestCheck(artifact.digest, (actual) => {
-      void this.quarantine(
-        SYSTEM_ACTOR,
-        artifact,
-        `the stored bytes hash to sha256:${actual} while being served`,
-      ).catch(() => {});
+    // The file is hashed by a worker thread while this one streams it, so serving runs at the
+    // speed of reading and writing, not of hashing on the same core. Both read the same file (the
+    // same pages of the page cache); the last piece is held back until the worker's digest matches.
+    const hashed = this.deps.blobs.hash(artifact.digest);
+    hashed.catch(() => {}); // judged in the verifier's flush; a client gone by then is no matter
+    const verifier = new HeldUntilVerified(hashed, artifact, (problem) => {
+      void this.quarantine(SYSTEM_ACTOR, artifact, `${problem} while being served`).catch(() => {});
     });
     // pipeline, not pipe: a client that goes away destroys the verifier, and with it the file.
     pipeline(source, verifier, () => {});
@@ -556,8 +558,9 @@ export class ArtifactService {
     if (size === null) problem = 'the stored bytes are missing';
     else if (size !== artifact.size) problem = `the stored bytes are ${size} long, not ${artifact.size}`;
     else if (fullCheck) {
-      const actual = await this.deps.blobs.hash(artifact.digest);
-      if (actual !== artifact.digest) problem = `the stored bytes hash to sha256:${actual}`;
+      const actual = (await this.deps.blobs.hash(artifact.digest))?.digest ?? null;
+      if (actual === null) problem = 'the stored bytes are missing';
+      else if (actual !== artifact.digest) problem = `the stored bytes hash to sha256:${actual}`;
     }
     if (problem) {
       await this.quarantine(SYSTEM_ACTOR, artifact, problem);
@@ -655,37 +658,50 @@ function inferKind(filename: string | undefined, content: ReturnType<typeof snif
   return 'file';
 }
 
-/** Passes bytes through, holding the last chunk back until the whole stream hashes to `digest`. */
-class DigestCheck extends Transform {
-  private readonly hash = createHash('sha256');
+/**
+ * Passes bytes through, holding the last chunk back until the whole stored file is known to hash
+ * to the artifact's digest; on a mismatch the transfer fails instead of ending, so a client never
+ * receives a complete copy of wrong bytes.
+ */
+class HeldUntilVerified extends Transform {
   private held: Buffer | null = null;
 
   constructor(
-    private readonly digest: string,
-    private readonly onMismatch: (actual: string) => void,
+    private readonly hashed: Promise<FileDigest | null>,
+    private readonly artifact: Artifact,
+    private readonly onMismatch: (problem: string) => void,
   ) {
     super();
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.hash.update(chunk);
     const previous = this.held;
     this.held = chunk;
     callback(null, previous ?? undefined);
   }
 
   override _flush(callback: TransformCallback): void {
-    const actual = this.hash.digest('hex');
-    if (actual !== this.digest) {
-      this.onMismatch(actual);
-      callback(
-        new GantryError(
-          'QUARANTINED',
-          'The stored bytes no longer match their digest; the transfer was stopped.',
-        ),
-      );
-      return;
-    }
-    callback(null, this.held ?? undefined);
+    this.hashed.then(
+      (actual) => {
+        let problem: string | null = null;
+        if (actual === null) problem = 'the stored bytes are missing';
+        else if (actual.digest !== this.artifact.digest)
+          problem = `the stored bytes hash to sha256:${actual.digest}`;
+        else if (actual.size !== this.artifact.size)
+          problem = `the stored bytes are ${actual.size} long, not ${this.artifact.size}`;
+        if (problem === null) {
+          callback(null, this.held ?? undefined);
+          return;
+        }
+        this.onMismatch(problem);
+        callback(
+          new GantryError(
+            'QUARANTINED',
+            'The stored bytes no longer match their digest; the transfer was stopped.',
+          ),
+        );
+      },
+      (error: unknown) => callback(error as Error),
+    );
   }
 }

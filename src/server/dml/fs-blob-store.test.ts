@@ -39,6 +39,7 @@ describe('blob store and background checks', () => {
     service = new ArtifactService({ database: db.database, clock, blobs, maxBytes: 1 << 20 });
   });
   afterEach(async () => {
+    await blobs.close();
     await db.cleanup();
     rmSync(dir, { recursive: true, force: true });
   });

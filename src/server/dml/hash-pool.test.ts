@@ -1,0 +1,46 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { HashPool } from './hash-pool.ts';
+
+describe('HashPool', () => {
+  let dir: string;
+  let pool: HashPool;
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'gantry-hash-pool-'));
+    pool = new HashPool(2);
+  });
+  afterEach(async () => {
+    await pool.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('hashes files on worker threads, more at once than it has workers, each to its own digest', async () => {
+    // Sizes around the worker's 1 MiB read buffer, and an empty file.
+    const sizes = [0, 1, 1024 * 1024 - 1, 1024 * 1024, 1024 * 1024 + 1, 3 * 1024 * 1024 + 7];
+    const files = sizes.map((size, i) => {
+      const bytes = randomBytes(size);
+      const file = path.join(dir, `f${i}`);
+      writeFileSync(file, bytes);
+      return { file, size, digest: createHash('sha256').update(bytes).digest('hex') };
+    });
+    const results = await Promise.all(files.map((f) => pool.hashFile(f.file)));
+    expect(results).toEqual(files.map((f) => ({ digest: f.digest, size: f.size })));
+  });
+
+  it('rejects with the file system code for a missing file, and goes on working', async () => {
+    await expect(pool.hashFile(path.join(dir, 'missing'))).rejects.toMatchObject({ code: 'ENOENT' });
+    writeFileSync(path.join(dir, 'present'), 'abc');
+    await expect(pool.hashFile(path.join(dir, 'present'))).resolves.toEqual({
+      digest: createHash('sha256').update('abc').digest('hex'),
+      size: 3,
+    });
+  });
+
+  it('refuses work once closed', async () => {
+    await pool.close();
+    await expect(pool.hashFile(path.join(dir, 'any'))).rejects.toThrow(/closed/);
+  });
+});
