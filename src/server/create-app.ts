@@ -275,6 +275,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerKeyRoutes(app, new PublisherKeyService(tx));
   registerArtifactRoutes(app, artifacts, deps.blobs);
   const inventory = new InventoryService(tx, deps.heartbeatSeconds);
+  inventory.onAgentsRevoked = (targetId) => enrollment.forgetTarget(targetId);
   const steps = new StepService(tx, inventory);
   registerInventoryRoutes(app, inventory, enrollment, new LedgerService(tx, inventory), steps);
   const releases = new ReleaseService(tx);

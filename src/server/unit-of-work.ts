@@ -90,7 +90,7 @@ async function drain(database: Database, group: Group): Promise<void> {
                 db: trx,
                 now: unit.deps.clock.now(),
                 audit: async (record) => {
-                  written.push(await log.append(unit.by, record));
+                  written.push(await log.append(record.by ?? unit.by, record));
                 },
               });
               settle.push(() => {

@@ -20,6 +20,8 @@ export interface AuditActor {
 export const SYSTEM_ACTOR: AuditActor = { actor: 'system', source: null };
 
 export interface AuditRecord {
+  /** Who did it, when one transaction acts for several (a batch of agents' requests). */
+  by?: AuditActor | undefined;
   action: string;
   subject: string;
   details?: Record<string, unknown>;

@@ -21,14 +21,16 @@ import {
   type Snapshot,
   type TargetState,
 } from '../../core/deployments.ts';
+import type { AuditRecord } from '../audit/audit-log.ts';
 import type { ChangeService } from '../changes/change-service.ts';
 import type { Clock } from '../clock.ts';
+import { inChunks } from '../db/chunks.ts';
 import type { Database } from '../db/database.ts';
-import type { DeploymentsTable } from '../db/schema.ts';
+import type { DeploymentsTable, DeploymentTargetsTable } from '../db/schema.ts';
 import { EventLog } from '../events/event-log.ts';
 import { newSortableId } from '../ids.ts';
 import { activeVersion } from '../inventory/ledger-service.ts';
-import type { StepKind, StepService } from '../inventory/step-service.ts';
+import type { EnqueueInput, StepKind, StepService } from '../inventory/step-service.ts';
 import { inTransaction, type UnitOfWork } from '../unit-of-work.ts';
 import { UserStore } from '../users/user-store.ts';
 import { changeTransition, packagesOf } from './deployment-service.ts';
@@ -392,7 +394,7 @@ export class DeploymentEngine {
   private async sync(uow: UnitOfWork, d: DeploymentsTable, wake: Set<string>): Promise<boolean> {
     // Only the targets with something to do: to be queued again, or whose step has finished. The
     // database does the matching, so a pass costs what has changed, not the size of the deployment.
-    const targets = await uow.db
+    const found = await uow.db
       .selectFrom('deployment_targets as t')
       .leftJoin('steps as s', 's.id', 't.step_id')
       .selectAll('t')
@@ -401,27 +403,27 @@ export class DeploymentEngine {
       .where('t.state', 'in', [...IN_FLIGHT])
       .where((eb) => eb.or([eb('t.state', '=', 'retry'), eb('s.state', 'in', ['succeeded', 'failed'])]))
       .execute();
-    if (targets.length === 0) return false;
+    if (found.length === 0) return false;
     const packages = await packagesFor(uow, d);
     const ops = stepsFor(d, packages);
     // Rolling back, aborted or frozen: what is in flight finishes, nothing new starts.
     const stopping = d.state === 'aborted' || d.state === 'frozen' || d.state === 'rolling_back';
-    let changed = false;
-    const now = uow.now.toISOString();
-    const queue = (t: (typeof targets)[number], kind: StepKind, op: (typeof ops)[number]) =>
-      this.queueStep(uow, d, t, kind, op, wake);
-    for (const t of targets) {
-      let { state, progress, step_id: stepId, message } = t;
+    const batch = new TargetBatch(this.deps.steps, uow.now.toISOString());
+    const queue = (t: DeploymentTargetsTable, kind: StepKind, op: (typeof ops)[number]) =>
+      batch.step(this.stepInput(d, t, kind, op, wake));
+    for (const { step_state: stepState, step_message: stepMessage, ...t } of found) {
+      let { state, progress, message } = t;
+      let stepId: string | null | StepRef = t.step_id;
       let activated = JSON.parse(t.activated) as string[];
       if (state === 'retry') {
         const op = ops[0];
         if (!op) continue;
-        stepId = await queue(t, op.kind, op);
+        stepId = queue(t, op.kind, op);
         state = 'installing';
         progress = 0;
         activated = [];
       } else {
-        const step = t.step_state === null ? undefined : { state: t.step_state, message: t.step_message };
+        const step = stepState === null ? undefined : { state: stepState, message: stepMessage };
         if (!step || step.state === 'queued' || step.state === 'running') continue;
         if (state === 'rolling_back') {
           const order = [...activated].reverse();
@@ -433,7 +435,7 @@ export class DeploymentEngine {
             progress += 1;
             const nextComponent = order[progress];
             const op = ops.find((o) => o.component === nextComponent);
-            if (op) stepId = await queue(t, 'rollback', op);
+            if (op) stepId = queue(t, 'rollback', op);
             else {
               state = 'rolled_back';
               message = step.message;
@@ -457,7 +459,7 @@ export class DeploymentEngine {
             message = step.message;
             stepId = null;
           } else if (op && !stopping) {
-            stepId = await queue(t, op.kind, op);
+            stepId = queue(t, op.kind, op);
             state = RUNNING_STATE[op.kind];
           } else if (op) {
             state = 'failed';
@@ -470,20 +472,7 @@ export class DeploymentEngine {
           }
         }
       }
-      changed = true;
-      await uow.db
-        .updateTable('deployment_targets')
-        .set({
-          state,
-          progress,
-          step_id: stepId,
-          message,
-          activated: JSON.stringify(activated),
-          updated_at: now,
-        })
-        .where('deployment_id', '=', d.id)
-        .where('target_id', '=', t.target_id)
-        .execute();
+      batch.set(t, { state, progress, step_id: stepId, message, activated: JSON.stringify(activated) });
       if (
         state !== t.state &&
         (state === 'succeeded' ||
@@ -491,13 +480,13 @@ export class DeploymentEngine {
           state === 'rolled_back' ||
           state === 'rollback_failed')
       )
-        await uow.audit({
+        batch.audit({
           action: `deployment.target_${state}`,
           subject: `deployment:${d.id}`,
           details: { number: `DEP-${d.number}`, target: t.target_name, message },
         });
     }
-    return changed;
+    return batch.write(uow);
   }
 
   private async snapshot(uow: UnitOfWork, d: DeploymentsTable): Promise<Snapshot> {
@@ -634,17 +623,13 @@ export class DeploymentEngine {
           .where('wave_index', '=', decision.wave)
           .where('state', '=', 'staged')
           .execute();
+        const batch = new TargetBatch(this.deps.steps, now);
         for (const t of staged) {
           const op = ops[t.progress];
           if (op?.kind !== 'switch') continue;
-          const stepId = await this.queueStep(uow, d, t, 'switch', op, wake);
-          await uow.db
-            .updateTable('deployment_targets')
-            .set({ state: 'switching', step_id: stepId, updated_at: now })
-            .where('deployment_id', '=', d.id)
-            .where('target_id', '=', t.target_id)
-            .execute();
+          batch.set(t, { state: 'switching', step_id: batch.step(this.stepInput(d, t, 'switch', op, wake)) });
         }
+        await batch.write(uow);
         await uow.audit({
           action: 'deployment.switch_started',
           subject: `deployment:${d.id}`,
@@ -737,26 +722,20 @@ export class DeploymentEngine {
           .where('deployment_id', '=', d.id)
           .where('state', 'in', [...decision.states])
           .execute();
+        const batch = new TargetBatch(this.deps.steps, now);
         for (const t of targets) {
           const order = [...(JSON.parse(t.activated) as string[])].reverse();
           const first = packages.find((p) => p.component === order[0]);
-          if (!first) {
-            await uow.db
-              .updateTable('deployment_targets')
-              .set({ state: 'rolled_back', updated_at: now })
-              .where('deployment_id', '=', d.id)
-              .where('target_id', '=', t.target_id)
-              .execute();
-            continue;
-          }
-          const stepId = await this.queueStep(uow, d, t, 'rollback', first, wake);
-          await uow.db
-            .updateTable('deployment_targets')
-            .set({ state: 'rolling_back', progress: 0, step_id: stepId, message: null, updated_at: now })
-            .where('deployment_id', '=', d.id)
-            .where('target_id', '=', t.target_id)
-            .execute();
+          if (!first) batch.set(t, { state: 'rolled_back' });
+          else
+            batch.set(t, {
+              state: 'rolling_back',
+              progress: 0,
+              step_id: batch.step(this.stepInput(d, t, 'rollback', first, wake)),
+              message: null,
+            });
         }
+        await batch.write(uow);
         return;
       }
       case 'finish_rollback':
@@ -788,17 +767,16 @@ export class DeploymentEngine {
     }
   }
 
-  /** Queues one step of this deployment for target `t` and has its agent woken after the commit. */
-  private queueStep(
-    uow: UnitOfWork,
+  /** One step of this deployment for target `t`, its agent to be woken after the commit. */
+  private stepInput(
     d: DeploymentsTable,
     t: { target_id: string; target_name: string },
     kind: StepKind,
     op: Package,
     wake: Set<string>,
-  ): Promise<string> {
+  ): EnqueueInput {
     wake.add(t.target_id);
-    return this.deps.steps.enqueue(uow, {
+    return {
       targetId: t.target_id,
       targetName: t.target_name,
       kind,
@@ -812,7 +790,7 @@ export class DeploymentEngine {
         : {}),
       requestedBy: `deployment:DEP-${d.number}`,
       reference: `deployment:${d.id}`,
-    });
+    };
   }
 
   private async recordOutcome(uow: UnitOfWork, d: DeploymentsTable, outcome: 'succeeded' | 'failed') {
@@ -893,4 +871,71 @@ function stepsFor(
         ]
       : packages.map((p) => ({ kind: 'activate' as const, ...p }));
   return [...packages.map((p) => ({ kind: 'install' as const, ...p })), ...then];
+}
+
+/** A step queued in a `TargetBatch`, by its place there; its id is known once the batch is written. */
+class StepRef {
+  constructor(readonly index: number) {}
+}
+
+/**
+ * What one pass changes on many targets of a deployment — the steps it queues, the targets' new
+ * states, the audit entries — written at the end with a few multi-row statements rather than two
+ * statements per target.
+ */
+class TargetBatch {
+  private readonly steps: EnqueueInput[] = [];
+  private readonly rows = new Map<
+    string,
+    Omit<DeploymentTargetsTable, 'step_id'> & { step_id: string | null | StepRef }
+  >();
+  private readonly audits: AuditRecord[] = [];
+
+  constructor(
+    private readonly stepService: StepService,
+    private readonly now: string,
+  ) {}
+
+  step(input: EnqueueInput): StepRef {
+    return new StepRef(this.steps.push(input) - 1);
+  }
+
+  set(
+    row: DeploymentTargetsTable,
+    change: Partial<Omit<DeploymentTargetsTable, 'step_id'>> & { step_id?: string | null | StepRef },
+  ): void {
+    this.rows.set(row.target_id, { ...row, ...change, updated_at: this.now });
+  }
+
+  audit(record: AuditRecord): void {
+    this.audits.push(record);
+  }
+
+  /** Writes it all; true when anything changed. */
+  async write(uow: UnitOfWork): Promise<boolean> {
+    const ids = this.steps.length > 0 ? await this.stepService.enqueueMany(uow, this.steps) : [];
+    const rows = [...this.rows.values()].map((r) => ({
+      ...r,
+      step_id: r.step_id instanceof StepRef ? (ids[r.step_id.index] as string) : r.step_id,
+    }));
+    // Every row exists already: the insert always meets its key and updates what a pass changes.
+    for (const chunk of inChunks(rows)) {
+      await uow.db
+        .insertInto('deployment_targets')
+        .values(chunk)
+        .onConflict((oc) =>
+          oc.columns(['deployment_id', 'target_id']).doUpdateSet((eb) => ({
+            state: eb.ref('excluded.state'),
+            progress: eb.ref('excluded.progress'),
+            step_id: eb.ref('excluded.step_id'),
+            message: eb.ref('excluded.message'),
+            activated: eb.ref('excluded.activated'),
+            updated_at: eb.ref('excluded.updated_at'),
+          })),
+        )
+        .execute();
+    }
+    for (const record of this.audits) await uow.audit(record);
+    return rows.length > 0;
+  }
 }

@@ -23,11 +23,32 @@ export interface AgentIdentity {
   targetName: string;
 }
 
+/**
+ * How long an agent's accepted credential is believed without asking the database again. Every
+ * agent request is authenticated, and at thousands of agents the lookups were the largest part of
+ * the server's queries. A revocation or retirement made through this server forgets the target's
+ * entries at once; one made through another replica is seen here within this time.
+ */
+export const AGENT_IDENTITY_TTL_MS = 5_000;
+/** Beyond this many remembered credentials the memory is emptied and filled again. */
+const MAX_REMEMBERED = 100_000;
+
 export class EnrollmentService {
+  private readonly identities = new Map<string, { identity: AgentIdentity; until: number }>();
+  /** Counts forgettings: a lookup that overlapped one is not remembered (it may predate it). */
+  private forgettings = 0;
+
   constructor(
     private readonly deps: TransactionDeps,
     private readonly heartbeatSeconds = HEARTBEAT_SECONDS,
   ) {}
+
+  /** Forgets the remembered credentials of a target's agents (revoked, or the target retired). */
+  forgetTarget(targetId: string): void {
+    this.forgettings += 1;
+    for (const [hash, { identity }] of this.identities)
+      if (identity.targetId === targetId) this.identities.delete(hash);
+  }
 
   async createToken(
     by: Principal,
@@ -201,6 +222,11 @@ export class EnrollmentService {
 
   /** The agent behind a credential, or why it is not accepted. */
   async authenticate(credential: string): Promise<AgentIdentity> {
+    const hash = hashSecret(credential);
+    const now = Date.now();
+    const remembered = this.identities.get(hash);
+    if (remembered && remembered.until > now) return remembered.identity;
+    const forgettings = this.forgettings;
     const row = await this.deps.database.db
       .selectFrom('agents')
       .innerJoin('targets', 'targets.id', 'agents.target_id')
@@ -211,7 +237,7 @@ export class EnrollmentService {
         'targets.name as targetName',
         'targets.retired_at as retiredAt',
       ])
-      .where('agents.credential_hash', '=', hashSecret(credential))
+      .where('agents.credential_hash', '=', hash)
       .executeTakeFirst();
     if (!row)
       throw new GantryError(
@@ -224,7 +250,12 @@ export class EnrollmentService {
         `The agent of target '${row.targetName}' was revoked; enroll it again with a new token.`,
       );
     }
-    return { agentId: row.agentId, targetId: row.targetId, targetName: row.targetName };
+    const identity = { agentId: row.agentId, targetId: row.targetId, targetName: row.targetName };
+    if (forgettings === this.forgettings) {
+      if (this.identities.size >= MAX_REMEMBERED) this.identities.clear();
+      this.identities.set(hash, { identity, until: now + AGENT_IDENTITY_TTL_MS });
+    }
+    return identity;
   }
 
   /** Records a heartbeat: the target is seen now, with these facts. Not audited (no decision is made). */
@@ -242,6 +273,16 @@ export class EnrollmentService {
   }
 
   async revokeAgentOfTarget(by: Principal, targetId: string, targetName: string): Promise<number> {
+    // Forgotten both before (a lookup that overlaps the commit is then not remembered) and after.
+    this.forgetTarget(targetId);
+    try {
+      return await this.revokeInTransaction(by, targetId, targetName);
+    } finally {
+      this.forgetTarget(targetId);
+    }
+  }
+
+  private revokeInTransaction(by: Principal, targetId: string, targetName: string): Promise<number> {
     return inTransaction(this.deps, actorOf(by), async (uow) => {
       const result = await uow.db
         .updateTable('agents')

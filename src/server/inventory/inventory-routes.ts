@@ -319,12 +319,13 @@ export function registerInventoryRoutes(
       request.raw.once('close', () => gone.abort());
       // Waiting costs nothing: the database is asked again only when a step is queued here, or
       // every 5 s on PostgreSQL (for steps queued by another replica).
+      let hint: Awaited<ReturnType<typeof steps.waitForWork>>;
       for (;;) {
-        const step = await steps.next(agent);
+        const step = await steps.next(agent, hint);
         if (step) return step;
         const left = until - Date.now();
         if (gone.signal.aborted || left <= 0) return reply.status(204).send(null);
-        await steps.waitForWork(agent.targetId, Math.min(left, steps.recheckMs), gone.signal);
+        hint = await steps.waitForWork(agent.targetId, Math.min(left, steps.recheckMs), gone.signal);
       }
     },
   );

@@ -54,6 +54,9 @@ export class InventoryService {
     readonly heartbeatSeconds = HEARTBEAT_SECONDS,
   ) {}
 
+  /** Told when a target's agents lose their credentials (the enrollment service forgets them). */
+  onAgentsRevoked: ((targetId: string) => void) | undefined;
+
   /** Environments in order; a supplier sees only those that hold targets of its own. */
   async listEnvironments(by: Principal): Promise<Environment[]> {
     let query = this.deps.database.db.selectFrom('environments').selectAll();
@@ -230,6 +233,9 @@ export class InventoryService {
   async retireTarget(by: Principal, ref: string): Promise<Target> {
     const target = await this.target(by, ref);
     if (target.state === 'retired') return target;
+    // The agents' remembered credentials are forgotten before (a lookup that overlaps the commit is
+    // then not remembered) and after it.
+    this.onAgentsRevoked?.(target.id);
     await inTransaction(this.deps, actorOf(by), async (uow) => {
       // Only the retirement that changes the row is recorded: two at once write one entry.
       const changed = await uow.db
@@ -250,7 +256,7 @@ export class InventoryService {
         subject: `target:${target.id}`,
         details: { name: target.name },
       });
-    });
+    }).finally(() => this.onAgentsRevoked?.(target.id));
     return this.target(by, ref);
   }
 }

@@ -97,6 +97,14 @@ for (const kind of testDatabases()) {
     it('a retired target or a revoked agent cannot send heartbeats any more', async () => {
       const a = await enroll('db-1');
       const b = await enroll('db-2');
+      // Accepted first, so the server remembers their credentials: the refusal must not wait for that to lapse.
+      for (const agent of [a, b]) {
+        const res = await t.call('POST', '/api/v1/agent/heartbeat', {
+          token: agent.credential,
+          body: { facts: FACTS },
+        });
+        expect(res.status).toBe(200);
+      }
       await t.call('POST', '/api/v1/targets/db-1/retire', { token: ADMIN_TOKEN });
       await t.call('POST', '/api/v1/targets/db-2/revoke-agent', { token: ADMIN_TOKEN });
       for (const agent of [a, b]) {

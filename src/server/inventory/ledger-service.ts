@@ -5,7 +5,7 @@
  * does not expect is drift, kept and announced as a warning event until it is resolved.
  */
 
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import { GantryError } from '../../core/errors.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import type { LedgerEntriesTable, Tables } from '../db/schema.ts';
@@ -229,6 +229,41 @@ export async function activeVersion(
     .limit(1)
     .executeTakeFirst();
   return row?.version ?? null;
+}
+
+/**
+ * Records in the ledger that an agent made `version` of `component` active on a target, unless
+ * the ledger says so already; the digest is the media library's for that version, and the entry
+ * names the version before. One statement, read and write together; true when an entry was added.
+ */
+export async function recordActivation(
+  db: Kysely<Tables>,
+  entry: {
+    targetId: string;
+    component: string;
+    version: string;
+    reference: string;
+    note: string;
+    recordedBy: string;
+    at: string;
+  },
+): Promise<boolean> {
+  const { targetId, component, version } = entry;
+  const result = await sql`
+    insert into ledger_entries
+      (id, target_id, component, version, digest, previous_version, source, reference, note, recorded_by, at)
+    select ${newSortableId()}, ${targetId}, ${component}, ${version},
+      (select 'sha256:' || digest from artifacts where component = ${component} and version = ${version}),
+      p.version, 'step', ${entry.reference}, ${entry.note}, ${entry.recordedBy}, ${entry.at}
+    from (
+      select (
+        select version from ledger_entries
+        where target_id = ${targetId} and component = ${component}
+        order by id desc limit 1
+      ) as version
+    ) p
+    where p.version is null or p.version <> ${version}`.execute(db);
+  return Number(result.numAffectedRows ?? 0) > 0;
 }
 
 function toEntry(row: LedgerEntriesTable, target: string): LedgerEntry {

@@ -7,14 +7,17 @@
 import { EventEmitter } from 'node:events';
 import { sql } from 'kysely';
 import { GantryError } from '../../core/errors.ts';
+import { SYSTEM_ACTOR } from '../audit/audit-log.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
+import { Coalescer, type Outcome } from '../coalescer.ts';
+import { inChunks } from '../db/chunks.ts';
 import type { StepsTable } from '../db/schema.ts';
 import { EventLog } from '../events/event-log.ts';
 import { newSortableId } from '../ids.ts';
 import { inTransaction, type TransactionDeps, type UnitOfWork } from '../unit-of-work.ts';
 import type { AgentIdentity } from './enrollment-service.ts';
 import type { InventoryService } from './inventory-service.ts';
-import { activeVersion } from './ledger-service.ts';
+import { recordActivation } from './ledger-service.ts';
 
 /** `logs` asks the agent for the last lines of a component's log (its service's output). */
 export const STEP_KINDS = ['install', 'activate', 'rollback', 'remove', 'logs', 'stage', 'switch'] as const;
@@ -35,6 +38,19 @@ export interface Step {
   updatedAt: string;
 }
 
+export interface EnqueueInput {
+  targetId: string;
+  targetName: string;
+  kind: StepKind;
+  component: string;
+  version: string | null;
+  digest: string | null;
+  size: number | null;
+  keepSeconds?: number | undefined;
+  requestedBy: string;
+  reference: string;
+}
+
 export class StepService {
   /** Wakes the long-polls of a target's agent when a step is queued for it in this process. */
   private readonly queued = new EventEmitter();
@@ -50,17 +66,18 @@ export class StepService {
    * Resolves when a step may have been queued for `targetId`: at once when this process queues
    * one, and after `recheckMs` at the latest (another replica may have queued it).
    */
-  waitForWork(targetId: string, recheckMs: number, signal: AbortSignal): Promise<void> {
+  waitForWork(targetId: string, recheckMs: number, signal: AbortSignal): Promise<StepsTable | undefined> {
     return new Promise((resolve) => {
-      const done = () => {
+      const done = (queued?: StepsTable) => {
         clearTimeout(timer);
         this.queued.off(targetId, done);
-        signal.removeEventListener('abort', done);
-        resolve();
+        signal.removeEventListener('abort', onAbort);
+        resolve(queued);
       };
+      const onAbort = () => done();
       const timer = setTimeout(done, recheckMs);
       this.queued.on(targetId, done);
-      signal.addEventListener('abort', done);
+      signal.addEventListener('abort', onAbort);
     });
   }
 
@@ -134,22 +151,15 @@ export class StepService {
    * Queues a step inside the caller's transaction (the deployment engine's); the caller calls
    * `wake(targetId)` after the commit so the agent's long-poll answers at once.
    */
-  async enqueue(
-    uow: UnitOfWork,
-    input: {
-      targetId: string;
-      targetName: string;
-      kind: StepKind;
-      component: string;
-      version: string | null;
-      digest: string | null;
-      size: number | null;
-      keepSeconds?: number | undefined;
-      requestedBy: string;
-      reference: string;
-    },
-  ): Promise<string> {
-    const row: StepsTable = {
+  async enqueue(uow: UnitOfWork, input: EnqueueInput): Promise<string> {
+    const [id] = await this.enqueueMany(uow, [input]);
+    return id as string;
+  }
+
+  /** Queues many steps in the caller's transaction with few statements; their ids, in order. */
+  async enqueueMany(uow: UnitOfWork, inputs: readonly EnqueueInput[]): Promise<string[]> {
+    const now = uow.now.toISOString();
+    const rows: StepsTable[] = inputs.map((input) => ({
       id: newSortableId(),
       target_id: input.targetId,
       kind: input.kind,
@@ -157,26 +167,29 @@ export class StepService {
       version: input.version,
       digest: input.digest,
       size: input.size,
-      ...(input.keepSeconds !== undefined ? { keep_seconds: input.keepSeconds } : {}),
+      keep_seconds: input.keepSeconds ?? null,
       state: 'queued',
       message: null,
       requested_by: input.requestedBy,
-      created_at: uow.now.toISOString(),
-      updated_at: uow.now.toISOString(),
-    };
-    await uow.db.insertInto('steps').values(row).execute();
-    await uow.audit({
-      action: 'step.queued',
-      subject: `step:${row.id}`,
-      details: {
-        target: input.targetName,
-        kind: input.kind,
-        component: input.component,
-        version: input.version,
-        for: input.reference,
-      },
-    });
-    return row.id;
+      created_at: now,
+      updated_at: now,
+    }));
+    for (const chunk of inChunks(rows)) await uow.db.insertInto('steps').values(chunk).execute();
+    for (const row of rows) this.justQueued.set(row.target_id, row);
+    for (const [i, input] of inputs.entries()) {
+      await uow.audit({
+        action: 'step.queued',
+        subject: `step:${(rows[i] as StepsTable).id}`,
+        details: {
+          target: input.targetName,
+          kind: input.kind,
+          component: input.component,
+          version: input.version,
+          for: input.reference,
+        },
+      });
+    }
+    return rows.map((r) => r.id);
   }
 
   /**
@@ -188,9 +201,19 @@ export class StepService {
     return this.deps.database.dialect === 'postgres' ? 5000 : Number.POSITIVE_INFINITY;
   }
 
+  /**
+   * Wakes the agent's waiting long-poll, handing it the step just queued for it so that it need
+   * not look it up. (Handed over only as a hint: taking it checks that it is still queued and that
+   * nothing older is open for the target.)
+   */
   wake(targetId: string): void {
-    this.queued.emit(targetId);
+    const row = this.justQueued.get(targetId);
+    this.justQueued.delete(targetId);
+    this.queued.emit(targetId, row);
   }
+
+  /** The last step `enqueueMany` queued per target, until `wake` hands it on. */
+  private readonly justQueued = new Map<string, StepsTable>();
 
   /** Told after every step result is recorded (the deployment engine listens). */
   onSettled: ((stepId: string) => void) | undefined;
@@ -210,96 +233,183 @@ export class StepService {
    * The step the agent should run now: one it was already given and has not finished (after a
    * restart it continues there), or else the oldest queued one, which becomes running.
    */
-  async next(agent: AgentIdentity): Promise<Step | null> {
-    // Most asks find nothing (a long-poll waking to look again): look first without a write
-    // transaction, which would take the audit-chain lock every writer in every replica waits for.
-    const any = await this.deps.database.db
+  async next(agent: AgentIdentity, hint?: StepsTable): Promise<Step | null> {
+    // Handed the step just queued for it by `wake`: straight to taking it.
+    if (hint && hint.target_id === agent.targetId && hint.state === 'queued')
+      return this.takes.submit({ agent, found: hint });
+    // Most asks find nothing (a long-poll waking to look again), and one that finds a step it
+    // was already given changes nothing: both are answered without a write transaction, which
+    // would take the audit-chain lock every writer in every replica waits for.
+    const found = await this.deps.database.db
       .selectFrom('steps')
-      .select('id')
+      .selectAll()
       .where('target_id', '=', agent.targetId)
-      .where('state', 'in', ['queued', 'running'])
+      .where('state', 'in', ['running', 'queued'])
+      .orderBy(sql`case when state = 'running' then 0 else 1 end`)
+      .orderBy('id')
       .limit(1)
       .executeTakeFirst();
-    if (!any) return null;
-    return inTransaction(this.deps, { actor: `agent:${agent.targetName}`, source: null }, async (uow) => {
-      // One it was given and has not finished comes first, else the oldest queued (one query).
-      const queued = await uow.db
-        .selectFrom('steps')
-        .selectAll()
-        .where('target_id', '=', agent.targetId)
-        .where('state', 'in', ['running', 'queued'])
-        .orderBy(sql`case when state = 'running' then 0 else 1 end`)
-        .orderBy('id')
-        .executeTakeFirst();
-      if (!queued) return null;
-      if (queued.state === 'running') return toStep(queued, agent.targetName);
-      await uow.db
-        .updateTable('steps')
-        .set({ state: 'running', updated_at: uow.now.toISOString() })
-        .where('id', '=', queued.id)
-        .execute();
-      await uow.audit({
-        action: 'step.started',
-        subject: `step:${queued.id}`,
-        details: {
-          target: agent.targetName,
-          kind: queued.kind,
-          component: queued.component,
-          version: queued.version,
-        },
-      });
-      return toStep({ ...queued, state: 'running' }, agent.targetName);
-    });
+    if (!found) return null;
+    if (found.state === 'running') return toStep(found, agent.targetName);
+    return this.takes.submit({ agent, found });
   }
 
   /** Records a step's outcome, once; when it changed what is active, the ledger says so. */
-  async report(
-    agent: AgentIdentity,
-    stepId: string,
-    input: {
-      outcome: 'succeeded' | 'failed';
-      message?: string | undefined;
-      active?: { component: string; version: string } | undefined;
-    },
-  ): Promise<Step> {
-    const settled = await this.record(agent, stepId, input);
+  async report(agent: AgentIdentity, stepId: string, input: StepReport): Promise<Step> {
+    const settled = await this.reports.submit({ agent, stepId, input });
     this.onSettled?.(stepId);
     return settled;
   }
 
-  private async record(
-    agent: AgentIdentity,
-    stepId: string,
-    input: {
-      outcome: 'succeeded' | 'failed';
-      message?: string | undefined;
-      active?: { component: string; version: string } | undefined;
-    },
-  ): Promise<Step> {
-    return inTransaction(this.deps, { actor: `agent:${agent.targetName}`, source: null }, async (uow) => {
-      const message = input.message ?? null;
-      // Recorded in one statement when the step is still open (as nearly always); only otherwise
-      // is it read to say why not.
-      const step = await uow.db
+  /** Agents' asks that found a queued step, taken together: one transaction, one UPDATE for all. */
+  private readonly takes = new Coalescer<TakeRequest, Step | null>((items) =>
+    inTransaction(this.deps, SYSTEM_ACTOR, (uow) => this.takeMany(uow, items)),
+  );
+
+  /** Agents' results, recorded together: one transaction, a few statements for all. */
+  private readonly reports = new Coalescer<ReportRequest, Step>((items) =>
+    inTransaction(this.deps, SYSTEM_ACTOR, (uow) => this.recordMany(uow, items)),
+  );
+
+  private async takeMany(uow: UnitOfWork, items: TakeRequest[]): Promise<Array<Outcome<Step | null>>> {
+    const now = uow.now.toISOString();
+    const taken = new Map<string, StepsTable>();
+    for (const ids of inChunks([...new Set(items.map((i) => i.found.id))])) {
+      // Only a step that is still queued, with nothing running or queued before it for the target.
+      const rows = await uow.db
         .updateTable('steps')
-        .set({ state: input.outcome, message, updated_at: uow.now.toISOString() })
-        .where('id', '=', stepId)
-        .where('target_id', '=', agent.targetId)
-        .where('state', 'in', ['queued', 'running'])
+        .set({ state: 'running', updated_at: now })
+        .where('id', 'in', ids)
+        .where('state', '=', 'queued')
+        .where(({ not, exists, selectFrom }) =>
+          not(
+            exists(
+              selectFrom('steps as older')
+                .select('older.id')
+                .whereRef('older.target_id', '=', 'steps.target_id')
+                .where((eb) =>
+                  eb.or([
+                    eb('older.state', '=', 'running'),
+                    eb.and([eb('older.state', '=', 'queued'), eb('older.id', '<', eb.ref('steps.id'))]),
+                  ]),
+                ),
+            ),
+          ),
+        )
         .returningAll()
-        .executeTakeFirst();
+        .execute();
+      for (const row of rows) taken.set(row.id, row);
+    }
+    const outcomes: Array<Outcome<Step | null>> = [];
+    const started = new Set<string>();
+    for (const { agent, found } of items) {
+      const row = taken.get(found.id);
+      if (!row) {
+        // Changed since it was read, or not the one to run first: look again, the careful way.
+        outcomes.push({ ok: true, value: await this.takeOne(uow, agent) });
+        continue;
+      }
+      if (!started.has(row.id)) {
+        started.add(row.id);
+        await uow.audit({
+          by: agentActor(agent),
+          action: 'step.started',
+          subject: `step:${row.id}`,
+          details: {
+            target: agent.targetName,
+            kind: row.kind,
+            component: row.component,
+            version: row.version,
+          },
+        });
+      }
+      outcomes.push({ ok: true, value: toStep(row, agent.targetName) });
+    }
+    return outcomes;
+  }
+
+  /** One agent's ask, the careful way: the step it was given, else the oldest queued one. */
+  private async takeOne(uow: UnitOfWork, agent: AgentIdentity): Promise<Step | null> {
+    const step = await uow.db
+      .selectFrom('steps')
+      .selectAll()
+      .where('target_id', '=', agent.targetId)
+      .where('state', 'in', ['running', 'queued'])
+      .orderBy(sql`case when state = 'running' then 0 else 1 end`)
+      .orderBy('id')
+      .executeTakeFirst();
+    if (!step) return null;
+    if (step.state === 'running') return toStep(step, agent.targetName);
+    await uow.db
+      .updateTable('steps')
+      .set({ state: 'running', updated_at: uow.now.toISOString() })
+      .where('id', '=', step.id)
+      .execute();
+    await uow.audit({
+      by: agentActor(agent),
+      action: 'step.started',
+      subject: `step:${step.id}`,
+      details: {
+        target: agent.targetName,
+        kind: step.kind,
+        component: step.component,
+        version: step.version,
+      },
+    });
+    return toStep({ ...step, state: 'running' }, agent.targetName);
+  }
+
+  private async recordMany(uow: UnitOfWork, items: ReportRequest[]): Promise<Array<Outcome<Step>>> {
+    const now = uow.now.toISOString();
+    // Each step once in the statement; a second report of it in the same batch is judged after.
+    const first = new Map<string, number>();
+    for (const [i, item] of items.entries()) if (!first.has(item.stepId)) first.set(item.stepId, i);
+    const recorded = new Map<string, StepsTable>();
+    for (const chunk of inChunks([...first.values()].map((i) => items[i] as ReportRequest))) {
+      const values = sql.join(
+        chunk.map(
+          (r) => sql`(${r.stepId}, ${r.agent.targetId}, ${r.input.outcome}, ${r.input.message ?? null})`,
+        ),
+      );
+      // Only a step of this agent's that is still open is recorded.
+      const result = await sql<StepsTable>`
+        with v(id, target_id, state, message) as (values ${values})
+        update steps set state = v.state, message = v.message, updated_at = ${now}
+        from v
+        where steps.id = v.id and steps.target_id = v.target_id and steps.state in ('queued', 'running')
+        returning ${STEP_COLUMNS}`.execute(uow.db);
+      for (const row of result.rows) recorded.set(row.id, row);
+    }
+    const outcomes: Array<Outcome<Step>> = [];
+    const activations: Array<{ item: ReportRequest; kind: string }> = [];
+    for (const [i, item] of items.entries()) {
+      const { agent, stepId, input } = item;
+      const step = first.get(stepId) === i ? recorded.get(stepId) : undefined;
       if (!step) {
+        // Not open (already reported, or not this agent's): say why, or that it changes nothing.
         const settled = await uow.db
           .selectFrom('steps')
           .selectAll()
           .where('id', '=', stepId)
           .where('target_id', '=', agent.targetId)
           .executeTakeFirst();
-        if (!settled) throw new GantryError('NOT_FOUND', `No step '${stepId}' for this agent.`);
-        if (settled.state === input.outcome) return toStep(settled, agent.targetName);
-        throw new GantryError('CONFLICT', `Step ${stepId} was already reported as ${settled.state}.`);
+        if (!settled)
+          outcomes.push({
+            ok: false,
+            error: new GantryError('NOT_FOUND', `No step '${stepId}' for this agent.`),
+          });
+        else if (settled.state === input.outcome)
+          outcomes.push({ ok: true, value: toStep(settled, agent.targetName) });
+        else
+          outcomes.push({
+            ok: false,
+            error: new GantryError('CONFLICT', `Step ${stepId} was already reported as ${settled.state}.`),
+          });
+        continue;
       }
+      const message = input.message ?? null;
       await uow.audit({
+        by: agentActor(agent),
         action: `step.${input.outcome}`,
         subject: `step:${stepId}`,
         details: {
@@ -313,7 +423,7 @@ export class StepService {
       if (input.outcome === 'failed' && message?.startsWith('failed_needs_attention')) {
         // The target could not be put back (row F06): a person has to look, now.
         await new EventLog(uow.db).record({
-          at: uow.now.toISOString(),
+          at: now,
           severity: 'exception',
           kind: 'target.needs_attention',
           subject: `target:${agent.targetId}`,
@@ -321,43 +431,121 @@ export class StepService {
           details: { step: stepId, kind: step.kind, component: step.component },
         });
       }
-      if (input.outcome === 'succeeded' && input.active) {
-        const previous = await activeVersion(uow.db, agent.targetId, input.active.component);
-        if (previous !== input.active.version) {
-          // The digest of what now runs, so the media library can say which targets run an artifact.
-          const artifact = await uow.db
-            .selectFrom('artifacts')
-            .select('digest')
-            .where('component', '=', input.active.component)
-            .where('version', '=', input.active.version)
-            .executeTakeFirst();
-          await uow.db
-            .insertInto('ledger_entries')
-            .values({
-              id: newSortableId(),
-              target_id: agent.targetId,
-              component: input.active.component,
-              version: input.active.version,
-              digest: artifact ? `sha256:${artifact.digest}` : null,
-              previous_version: previous,
-              source: 'step',
-              reference: stepId,
-              note: `${step.kind} by the agent`,
-              recorded_by: `agent:${agent.targetName}`,
-              at: uow.now.toISOString(),
-            })
-            .execute();
-          await uow.db
-            .deleteFrom('drift')
-            .where('target_id', '=', agent.targetId)
-            .where('component', '=', input.active.component)
-            .execute();
-        }
-      }
-      return toStep({ ...step, state: input.outcome, message }, agent.targetName);
+      if (input.outcome === 'succeeded' && input.active) activations.push({ item, kind: step.kind });
+      outcomes.push({ ok: true, value: toStep(step, agent.targetName) });
+    }
+    await this.recordActivations(uow, activations);
+    return outcomes;
+  }
+
+  /** The ledger entries of the activations in a batch of results, and the drift they clear. */
+  private async recordActivations(
+    uow: UnitOfWork,
+    activations: Array<{ item: ReportRequest; kind: string }>,
+  ): Promise<void> {
+    const now = uow.now.toISOString();
+    const entry = ({ item, kind }: { item: ReportRequest; kind: string }) => ({
+      targetId: item.agent.targetId,
+      component: item.input.active?.component as string,
+      version: item.input.active?.version as string,
+      reference: item.stepId,
+      note: `${kind} by the agent`,
+      recordedBy: `agent:${item.agent.targetName}`,
+      at: now,
     });
+    // One statement compares each with the ledger as it was: a component twice (one agent's two
+    // results in one batch) is recorded the careful way, in order, after the others.
+    const seen = new Set<string>();
+    const together: Array<ReturnType<typeof entry>> = [];
+    const after: Array<ReturnType<typeof entry>> = [];
+    for (const a of activations) {
+      const e = entry(a);
+      const key = JSON.stringify([e.targetId, e.component]);
+      (seen.has(key) ? after : together).push(e);
+      seen.add(key);
+    }
+    const cleared: Array<{ targetId: string; component: string }> = [];
+    for (const chunk of inChunks(together)) {
+      const values = sql.join(
+        chunk.map(
+          (e) =>
+            sql`(${newSortableId()}, ${e.targetId}, ${e.component}, ${e.version}, ${e.reference}, ${e.note}, ${e.recordedBy}, ${e.at})`,
+        ),
+      );
+      // Each added unless the ledger already says that version is active; it names the one before.
+      const result = await sql<{ target_id: string; component: string }>`
+        with v(id, target_id, component, version, reference, note, recorded_by, at) as (values ${values})
+        insert into ledger_entries
+          (id, target_id, component, version, digest, previous_version, source, reference, note, recorded_by, at)
+        select x.id, x.target_id, x.component, x.version,
+          (select 'sha256:' || a.digest from artifacts a where a.component = x.component and a.version = x.version),
+          x.previous, 'step', x.reference, x.note, x.recorded_by, x.at
+        from (
+          select v.*, (
+            select l.version from ledger_entries l
+            where l.target_id = v.target_id and l.component = v.component
+            order by l.id desc limit 1
+          ) as previous
+          from v
+        ) x
+        where x.previous is null or x.previous <> x.version
+        returning target_id, component`.execute(uow.db);
+      for (const row of result.rows) cleared.push({ targetId: row.target_id, component: row.component });
+    }
+    for (const e of after) if (await recordActivation(uow.db, e)) cleared.push(e);
+    for (const chunk of inChunks(cleared)) {
+      await uow.db
+        .deleteFrom('drift')
+        .where((eb) =>
+          eb.or(
+            chunk.map((c) => eb.and([eb('target_id', '=', c.targetId), eb('component', '=', c.component)])),
+          ),
+        )
+        .execute();
+    }
   }
 }
+
+interface StepReport {
+  outcome: 'succeeded' | 'failed';
+  message?: string | undefined;
+  active?: { component: string; version: string } | undefined;
+}
+
+interface TakeRequest {
+  agent: AgentIdentity;
+  /** The queued step the agent's ask found. */
+  found: StepsTable;
+}
+
+interface ReportRequest {
+  agent: AgentIdentity;
+  stepId: string;
+  input: StepReport;
+}
+
+/** Every column of a step, named for RETURNING (SQLite takes no `steps.*` there). */
+const STEP_COLUMNS = sql.raw(
+  [
+    'id',
+    'target_id',
+    'kind',
+    'component',
+    'version',
+    'digest',
+    'size',
+    'keep_seconds',
+    'state',
+    'message',
+    'requested_by',
+    'created_at',
+    'updated_at',
+  ]
+    .map((c) => `steps.${c}`)
+    .join(', '),
+);
+
+const agentActor = (agent: AgentIdentity) => ({ actor: `agent:${agent.targetName}`, source: null });
 
 function toStep(row: StepsTable, target: string): Step {
   return {

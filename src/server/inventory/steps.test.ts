@@ -1,0 +1,149 @@
+/**
+ * Agents' asks and results arrive many at a time and are taken and recorded together (one
+ * transaction, a few statements for all): each agent must still get its own step, once, in order,
+ * and each result must be judged on its own — through the real HTTP stack on every database.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ADMIN_TOKEN, startTestApp, type TestApp } from '../../../test/helpers/test-app.ts';
+import { testDatabases } from '../../../test/helpers/test-databases.ts';
+import { SYSTEM_ACTOR } from '../audit/audit-log.ts';
+import { inTransaction } from '../unit-of-work.ts';
+import { InventoryService } from './inventory-service.ts';
+import { StepService } from './step-service.ts';
+
+const FACTS = { os: 'linux', arch: 'x64', freeDiskBytes: 5e9, nodeVersion: 'v20.20.2', hostname: 'h' };
+const NAMES = ['web-1', 'web-2', 'web-3', 'web-4', 'web-5', 'web-6'];
+
+for (const kind of testDatabases()) {
+  describe(`agent steps taken and recorded in batches on ${kind.name}`, () => {
+    let t: TestApp;
+    const credentials = new Map<string, string>();
+    beforeEach(async () => {
+      t = await startTestApp(kind);
+      await t.call('POST', '/api/v1/environments', { token: ADMIN_TOKEN, body: { name: 'production' } });
+      for (const name of NAMES) {
+        const token = await t.call('POST', '/api/v1/enrollment-tokens', {
+          token: ADMIN_TOKEN,
+          body: { environment: 'production' },
+        });
+        const enrolled = await t.call('POST', '/api/v1/agent/enroll', {
+          body: { token: token.body.secret, name, facts: FACTS },
+        });
+        expect(enrolled.status).toBe(201);
+        credentials.set(name, enrolled.body.credential);
+      }
+    });
+    afterEach(async () => t.close());
+
+    const queue = async (target: string, version: string) => {
+      const res = await t.call('POST', `/api/v1/targets/${target}/steps`, {
+        token: ADMIN_TOKEN,
+        body: { kind: 'activate', component: 'web', version },
+      });
+      expect(res.status).toBe(201);
+      return res.body.id as string;
+    };
+    const next = (target: string) =>
+      t.call('GET', '/api/v1/agent/steps/next?wait=0', { token: credentials.get(target) });
+    const report = (target: string, step: string, body: Record<string, unknown>) =>
+      t.call('POST', `/api/v1/agent/steps/${step}/result`, { token: credentials.get(target), body });
+
+    it('many agents asking and reporting at once: each takes its own step once, each result is judged alone', async () => {
+      const queued = new Map<string, string>();
+      for (const name of NAMES) queued.set(name, await queue(name, '1.0.0'));
+      // web-1 asks twice at once: both asks get the same step, started once.
+      const asks = await Promise.all([...NAMES, 'web-1'].map((name) => next(name)));
+      for (const [i, name] of [...NAMES, 'web-1'].entries()) {
+        expect(asks[i]?.status).toBe(200);
+        expect(asks[i]?.body).toMatchObject({ id: queued.get(name), target: name, state: 'running' });
+      }
+      const started = await t.call('GET', '/api/v1/audit?action=step.started', { token: ADMIN_TOKEN });
+      expect(started.body.entries.map((e: { actor: string }) => e.actor).sort()).toEqual(
+        NAMES.map((n) => `agent:${n}`),
+      );
+
+      const web1 = queued.get('web-1') as string;
+      const results = await Promise.all([
+        ...NAMES.map((name) =>
+          report(name, queued.get(name) as string, {
+            outcome: 'succeeded',
+            message: `done on ${name}`,
+            active: { component: 'web', version: '1.0.0' },
+          }),
+        ),
+        // In the same moment: the same result again (no change), a different one (refused), and
+        // another agent reporting web-1's step (not its own).
+        report('web-1', web1, { outcome: 'succeeded', active: { component: 'web', version: '1.0.0' } }),
+        report('web-1', web1, { outcome: 'failed', message: 'late' }),
+        report('web-2', web1, { outcome: 'failed' }),
+      ]);
+      expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200, 200, 409, 404]);
+      expect(results[0]?.body).toMatchObject({ id: web1, state: 'succeeded', message: 'done on web-1' });
+      expect(results[7]?.body.error.message).toContain('already reported as succeeded');
+
+      const recorded = await t.call('GET', '/api/v1/audit?action=step.succeeded', { token: ADMIN_TOKEN });
+      expect(recorded.body.entries).toHaveLength(NAMES.length);
+      for (const name of NAMES) {
+        const ledger = await t.call('GET', `/api/v1/targets/${name}/ledger`, { token: ADMIN_TOKEN });
+        expect(ledger.body.entries.map((e: { version: string }) => e.version)).toEqual(['1.0.0']);
+      }
+      const verify = await t.call('GET', '/api/v1/audit/verify', { token: ADMIN_TOKEN });
+      expect(verify.body.ok).toBe(true);
+    });
+
+    it('a ledger that already says so gains no entry; a new version names the one before', async () => {
+      const first = await queue('web-1', '1.0.0');
+      await next('web-1');
+      await report('web-1', first, { outcome: 'succeeded', active: { component: 'web', version: '1.0.0' } });
+      const same = await queue('web-1', '1.0.0');
+      await next('web-1');
+      await report('web-1', same, { outcome: 'succeeded', active: { component: 'web', version: '1.0.0' } });
+      const newer = await queue('web-1', '2.0.0');
+      await next('web-1');
+      await report('web-1', newer, { outcome: 'succeeded', active: { component: 'web', version: '2.0.0' } });
+      const ledger = await t.call('GET', '/api/v1/targets/web-1/ledger', { token: ADMIN_TOKEN });
+      expect(
+        ledger.body.entries.map((e: { version: string; previousVersion: string | null }) => [
+          e.version,
+          e.previousVersion,
+        ]),
+      ).toEqual([
+        ['1.0.0', null],
+        ['2.0.0', '1.0.0'],
+      ]);
+    });
+
+    it('a step handed over by a wake is not taken while an older one is open for the target', async () => {
+      const older = await queue('web-1', '1.0.0');
+      const deps = { database: t.db.database, clock: t.clock };
+      const service = new StepService(deps, new InventoryService(deps));
+      const agent = (await t.call('GET', '/api/v1/targets/web-1', { token: ADMIN_TOKEN })).body;
+      // A newer step queued the way the deployment engine queues, and handed to the agent's wait.
+      const newer = await inTransaction(deps, SYSTEM_ACTOR, async (uow) => {
+        const [id] = await service.enqueueMany(uow, [
+          {
+            targetId: agent.id,
+            targetName: 'web-1',
+            kind: 'activate',
+            component: 'web',
+            version: '2.0.0',
+            digest: null,
+            size: null,
+            requestedBy: 'test',
+            reference: 'test',
+          },
+        ]);
+        return id as string;
+      });
+      const identity = { agentId: 'a', targetId: agent.id, targetName: 'web-1' };
+      const waiting = service.waitForWork(agent.id, 10_000, new AbortController().signal);
+      service.wake(agent.id);
+      const hint = await waiting;
+      expect(hint?.id).toBe(newer);
+      // Handed the newer one, the agent still gets the older first, and the newer after it.
+      expect((await service.next(identity, hint))?.id).toBe(older);
+      await report('web-1', older, { outcome: 'succeeded' });
+      expect((await service.next(identity))?.id).toBe(newer);
+    });
+  });
+}
