@@ -277,6 +277,8 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const inventory = new InventoryService(tx, deps.heartbeatSeconds);
   inventory.onAgentsRevoked = (targetId) => enrollment.forgetTarget(targetId);
   const steps = new StepService(tx, inventory);
+  void steps.listen();
+  app.addHook('onClose', () => steps.close());
   registerInventoryRoutes(app, inventory, enrollment, new LedgerService(tx, inventory), steps);
   const releases = new ReleaseService(tx);
   const changes = new ChangeService({ ...tx, artifacts, releases });

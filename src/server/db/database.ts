@@ -22,6 +22,7 @@ import {
 } from 'kysely';
 import pg from 'pg';
 import { migrateToLatest } from './migrations.ts';
+import { channelFor, PgListener } from './notifications.ts';
 import type { Tables } from './schema.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
@@ -31,6 +32,8 @@ export interface Database {
   readonly dialect: Dialect;
   /** Where the data is, without credentials: for logs and `gantry version`. */
   readonly location: string;
+  /** PostgreSQL: a listener of its own on `channel` (see `notifications.ts`); the caller starts it. */
+  listener?(channel: string, onNotify: (payload: string) => void, onConnected: () => void): PgListener;
   destroy(): Promise<void>;
 }
 
@@ -60,16 +63,19 @@ export function openDatabase(target: DatabaseTarget): Database {
       return { db, dialect: 'sqlite', location: target.file, destroy: () => db.destroy() };
     }
     case 'postgres': {
-      const pool = new pg.Pool({
+      const connection = {
         connectionString: target.url,
-        max: target.poolSize ?? 10,
         connectionTimeoutMillis: 5_000,
+        ...(target.schema ? { options: `-c search_path=${target.schema}` } : {}),
+      };
+      const pool = new pg.Pool({
+        ...connection,
+        max: target.poolSize ?? 10,
         // A statement that hangs (a partition to the database) fails instead of holding a request forever.
         statement_timeout: 15_000,
         // A replica stopped inside a transaction (SIGSTOP, a VM paused) would hold the audit-chain
         // lock for every replica: the database ends such a transaction after 30 s.
         idle_in_transaction_session_timeout: 30_000,
-        ...(target.schema ? { options: `-c search_path=${target.schema}` } : {}),
       });
       // An idle client losing its connection (database restart) must not crash the server.
       pool.on('error', () => {});
@@ -77,7 +83,14 @@ export function openDatabase(target: DatabaseTarget): Database {
         dialect: new PostgresDialect({ pool }),
         ...sqlProfile(target.profileFile),
       });
-      return { db, dialect: 'postgres', location: redactUrl(target.url), destroy: () => db.destroy() };
+      return {
+        db,
+        dialect: 'postgres',
+        location: redactUrl(target.url),
+        listener: (channel, onNotify, onConnected) =>
+          new PgListener(connection, channelFor(channel, target.schema), onNotify, onConnected),
+        destroy: () => db.destroy(),
+      };
     }
   }
 }

@@ -20,10 +20,11 @@ import { plan, type Strategy, type StrategyOptions } from '../../core/strategies
 import { actorOf, type Principal } from '../auth/principal.ts';
 import type { ChangeService } from '../changes/change-service.ts';
 import { findChange, instantsOf } from '../changes/change-service.ts';
+import { inChunks } from '../db/chunks.ts';
 import type { DeploymentsTable, Tables } from '../db/schema.ts';
 import { newSortableId } from '../ids.ts';
 import { supplierScope } from '../inventory/inventory-service.ts';
-import { activeVersion } from '../inventory/ledger-service.ts';
+import { activeVersions } from '../inventory/ledger-service.ts';
 import type { ReleaseService } from '../releases/release-service.ts';
 import { environmentByName } from '../releases/release-service.ts';
 import { inTransaction, type TransactionDeps, type UnitOfWork } from '../unit-of-work.ts';
@@ -247,27 +248,33 @@ export class DeploymentService {
             finished_at: null,
           })
           .execute();
-        for (const t of w.targets) {
-          const before: Record<string, string | null> = {};
-          for (const p of packages) before[p.component] = await activeVersion(uow.db, t.id, p.component);
-          await uow.db
-            .insertInto('deployment_targets')
-            .values({
-              deployment_id: row.id,
-              target_id: t.id,
-              target_name: t.name,
-              wave_index: w.index,
-              state: 'pending',
-              progress: 0,
-              step_id: null,
-              before: JSON.stringify(before),
-              activated: '[]',
-              message: null,
-              updated_at: now,
-            })
-            .execute();
-        }
       }
+      // What each target runs now, by the ledger: what a rollback puts back. One query for all.
+      const active = await activeVersions(
+        uow.db,
+        packages.map((p) => p.component),
+      );
+      const targets = planned.ok.flatMap((w) =>
+        w.targets.map((t) => ({
+          deployment_id: row.id,
+          target_id: t.id,
+          target_name: t.name,
+          wave_index: w.index,
+          state: 'pending',
+          progress: 0,
+          step_id: null,
+          before: JSON.stringify(
+            Object.fromEntries(
+              packages.map((p) => [p.component, active.get(t.id)?.get(p.component) ?? null]),
+            ),
+          ),
+          activated: '[]',
+          message: null,
+          updated_at: now,
+        })),
+      );
+      for (const chunk of inChunks(targets))
+        await uow.db.insertInto('deployment_targets').values(chunk).execute();
       await uow.audit({
         action: 'deployment.created',
         subject: `deployment:${row.id}`,

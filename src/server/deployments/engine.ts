@@ -29,7 +29,7 @@ import type { Database } from '../db/database.ts';
 import type { DeploymentsTable, DeploymentTargetsTable } from '../db/schema.ts';
 import { EventLog } from '../events/event-log.ts';
 import { newSortableId } from '../ids.ts';
-import { activeVersion } from '../inventory/ledger-service.ts';
+import { activeVersions } from '../inventory/ledger-service.ts';
 import type { EnqueueInput, StepKind, StepService } from '../inventory/step-service.ts';
 import { inTransaction, type UnitOfWork } from '../unit-of-work.ts';
 import { UserStore } from '../users/user-store.ts';
@@ -823,9 +823,13 @@ export class DeploymentEngine {
       .where('deployment_id', '=', d.id)
       .execute();
     const differences: string[] = [];
+    const versions = await activeVersions(
+      uow.db,
+      packages.map((p) => p.component),
+    );
     for (const t of targets)
       for (const p of packages) {
-        const active = await activeVersion(uow.db, t.target_id, p.component);
+        const active = versions.get(t.target_id)?.get(p.component) ?? null;
         if (active !== p.version)
           differences.push(
             `${t.target_name} runs ${p.component} ${active ?? 'nothing'}, approved ${p.version}`,

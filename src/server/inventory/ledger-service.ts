@@ -232,6 +232,38 @@ export async function activeVersion(
 }
 
 /**
+ * The version the ledger says is active for each of `components` on every target that has one:
+ * target id → component → version, from one query (the newest entry per target and component).
+ */
+export async function activeVersions(
+  db: Kysely<Tables>,
+  components: readonly string[],
+): Promise<Map<string, Map<string, string>>> {
+  const result = new Map<string, Map<string, string>>();
+  if (components.length === 0) return result;
+  const rows = await db
+    .selectFrom('ledger_entries as l')
+    .innerJoin(
+      (eb) =>
+        eb
+          .selectFrom('ledger_entries')
+          .select(['target_id', 'component', (e) => e.fn.max('id').as('newest')])
+          .where('component', 'in', components)
+          .groupBy(['target_id', 'component'])
+          .as('m'),
+      (join) => join.onRef('m.newest', '=', 'l.id'),
+    )
+    .select(['l.target_id', 'l.component', 'l.version'])
+    .execute();
+  for (const row of rows) {
+    const forTarget = result.get(row.target_id) ?? new Map<string, string>();
+    forTarget.set(row.component, row.version);
+    result.set(row.target_id, forTarget);
+  }
+  return result;
+}
+
+/**
  * Records in the ledger that an agent made `version` of `component` active on a target, unless
  * the ledger says so already; the digest is the media library's for that version, and the entry
  * names the version before. One statement, read and write together; true when an entry was added.

@@ -4,6 +4,7 @@
  * deployment engine will queue them as the waves of a plan. Agents take the oldest queued step
  * (long-polling), and report its result once: a repeated report changes nothing.
  */
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { sql } from 'kysely';
 import { GantryError } from '../../core/errors.ts';
@@ -11,6 +12,7 @@ import { SYSTEM_ACTOR } from '../audit/audit-log.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import { Coalescer, type Outcome } from '../coalescer.ts';
 import { inChunks } from '../db/chunks.ts';
+import type { PgListener } from '../db/notifications.ts';
 import type { StepsTable } from '../db/schema.ts';
 import { EventLog } from '../events/event-log.ts';
 import { newSortableId } from '../ids.ts';
@@ -136,6 +138,7 @@ export class StepService {
         updated_at: uow.now.toISOString(),
       };
       await uow.db.insertInto('steps').values(row).execute();
+      await this.announce(uow, [target.id]);
       await uow.audit({
         action: 'step.queued',
         subject: `step:${row.id}`,
@@ -176,6 +179,10 @@ export class StepService {
     }));
     for (const chunk of inChunks(rows)) await uow.db.insertInto('steps').values(chunk).execute();
     for (const row of rows) this.justQueued.set(row.target_id, row);
+    await this.announce(
+      uow,
+      rows.map((r) => r.target_id),
+    );
     for (const [i, input] of inputs.entries()) {
       await uow.audit({
         action: 'step.queued',
@@ -194,11 +201,62 @@ export class StepService {
 
   /**
    * How long a waiting long-poll goes before asking the database again. Only another replica's
-   * queueing goes unheard here, and only PostgreSQL has replicas: on SQLite a wait is never
-   * re-checked, which keeps 10,000 waiting agents cheap.
+   * queueing can go unheard here, and only PostgreSQL has replicas: there, while this replica
+   * listens for the others' announcements, a wait is re-checked only every minute (a safety net);
+   * while its listening connection is down, every 5 s. On SQLite a wait is never re-checked,
+   * which keeps 10,000 waiting agents cheap.
    */
   get recheckMs(): number {
-    return this.deps.database.dialect === 'postgres' ? 5000 : Number.POSITIVE_INFINITY;
+    if (this.deps.database.dialect !== 'postgres') return Number.POSITIVE_INFINITY;
+    return this.listener?.connected ? 60_000 : 5000;
+  }
+
+  /**
+   * PostgreSQL: listens for the steps other replicas queue (LISTEN/NOTIFY) and wakes the
+   * long-polls this replica holds for their targets; announces its own the same way.
+   */
+  listen(): Promise<void> {
+    if (this.listener) return this.listener.ready;
+    if (!this.deps.database.listener) return Promise.resolve();
+    this.listener = this.deps.database.listener(
+      'gantry_steps',
+      (payload) => {
+        const [from, ...targets] = payload.split(',');
+        if (from === this.replica) return;
+        for (const target of targets) this.queued.emit(target);
+      },
+      // Announcements sent while the connection was down are lost: every waiting poll looks again.
+      () => {
+        for (const target of this.queued.eventNames()) this.queued.emit(target);
+      },
+    );
+    this.listener.start();
+    return this.listener.ready;
+  }
+
+  async close(): Promise<void> {
+    await this.listener?.close();
+    this.listener = undefined;
+  }
+
+  private listener: PgListener | undefined;
+  private readonly replica = randomUUID();
+
+  /** Tells the other replicas, when the transaction commits, that these targets have new steps. */
+  private async announce(uow: UnitOfWork, targetIds: Iterable<string>): Promise<void> {
+    if (!this.listener) return;
+    const channel = this.listener.channel;
+    let payload = this.replica;
+    const send = async () => {
+      await sql`select pg_notify(${channel}, ${payload})`.execute(uow.db);
+      payload = this.replica;
+    };
+    // A notification carries at most 8000 bytes.
+    for (const id of new Set(targetIds)) {
+      if (payload.length + id.length + 1 > 7000) await send();
+      payload += `,${id}`;
+    }
+    if (payload !== this.replica) await send();
   }
 
   /**

@@ -147,3 +147,54 @@ for (const kind of testDatabases()) {
     });
   });
 }
+
+describe('replicas on one PostgreSQL hear of each other’s steps', () => {
+  const postgres = testDatabases().find((k) => k.name === 'postgres');
+  it.skipIf(!postgres)(
+    'a long-poll held by one replica wakes at once for a step another queued',
+    async () => {
+      const t = await startTestApp(postgres as NonNullable<typeof postgres>);
+      const deps = { database: t.db.database, clock: t.clock };
+      const here = new StepService(deps, new InventoryService(deps));
+      const there = new StepService(deps, new InventoryService(deps));
+      try {
+        await Promise.all([here.listen(), there.listen()]);
+        expect(here.recheckMs).toBe(60_000);
+        await t.call('POST', '/api/v1/environments', { token: ADMIN_TOKEN, body: { name: 'production' } });
+        const token = await t.call('POST', '/api/v1/enrollment-tokens', {
+          token: ADMIN_TOKEN,
+          body: { environment: 'production' },
+        });
+        await t.call('POST', '/api/v1/agent/enroll', {
+          body: { token: token.body.secret, name: 'web-1', facts: FACTS },
+        });
+        const target = (await t.call('GET', '/api/v1/targets/web-1', { token: ADMIN_TOKEN })).body;
+        // Waiting here far longer than the test would: only the announcement can end the wait in time.
+        const waited = here.waitForWork(target.id, 60_000, new AbortController().signal).then(() => 'woken');
+        await inTransaction(deps, SYSTEM_ACTOR, (uow) =>
+          there.enqueueMany(uow, [
+            {
+              targetId: target.id,
+              targetName: 'web-1',
+              kind: 'activate',
+              component: 'web',
+              version: '1.0.0',
+              digest: null,
+              size: null,
+              requestedBy: 'test',
+              reference: 'test',
+            },
+          ]),
+        );
+        const late = new Promise((resolve) =>
+          setTimeout(() => resolve('not woken within 5 s'), 5000).unref(),
+        );
+        expect(await Promise.race([waited, late])).toBe('woken');
+      } finally {
+        await here.close();
+        await there.close();
+        await t.close();
+      }
+    },
+  );
+});
