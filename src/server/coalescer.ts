@@ -18,7 +18,7 @@ export class Coalescer<I, R> {
   private running = false;
 
   constructor(
-    /** Answers every item, in order; throwing fails them all. */
+    /** Answers every item, in order; when it throws, each item is handled again alone. */
     private readonly handle: (items: I[]) => Promise<Array<Outcome<R>>>,
     private readonly max = 256,
   ) {}
@@ -30,24 +30,37 @@ export class Coalescer<I, R> {
     });
   }
 
+  private settle(batch: Array<Waiting<I, R>>, outcomes: Array<Outcome<R>>): void {
+    for (const [i, w] of batch.entries()) {
+      const outcome = outcomes[i];
+      if (!outcome) w.reject(new Error('a batched request was left unanswered'));
+      else if (outcome.ok) w.resolve(outcome.value);
+      else w.reject(outcome.error);
+    }
+  }
+
   private async drain(): Promise<void> {
     this.running = true;
     try {
       while (this.pending.length > 0) {
         await new Promise((resolve) => setImmediate(resolve));
         const batch = this.pending.splice(0, this.max);
-        let outcomes: Array<Outcome<R>>;
         try {
-          outcomes = await this.handle(batch.map((w) => w.item));
+          this.settle(batch, await this.handle(batch.map((w) => w.item)));
         } catch (error) {
-          for (const w of batch) w.reject(error);
-          continue;
-        }
-        for (const [i, w] of batch.entries()) {
-          const outcome = outcomes[i];
-          if (!outcome) w.reject(new Error('a batched request was left unanswered'));
-          else if (outcome.ok) w.resolve(outcome.value);
-          else w.reject(outcome.error);
+          if (batch.length === 1) {
+            (batch[0] as Waiting<I, R>).reject(error);
+            continue;
+          }
+          // One bad request must not fail the others, batch after batch as it is retried: each
+          // is handled alone, and only the one at fault fails.
+          for (const w of batch) {
+            try {
+              this.settle([w], await this.handle([w.item]));
+            } catch (alone) {
+              w.reject(alone);
+            }
+          }
         }
       }
     } finally {
