@@ -8,7 +8,7 @@ import type { AuditEntry } from '../core/audit-chain.ts';
 import { type AuditActor, AuditLog, type AuditRecord, type ChainHead } from './audit/audit-log.ts';
 import type { AuditSink } from './audit/audit-sink.ts';
 import type { Clock } from './clock.ts';
-import { type Database, lockAuditChain } from './db/database.ts';
+import { AUDIT_LOCK_SQL, type Database, lockAuditChain } from './db/database.ts';
 import type { Tables } from './db/schema.ts';
 
 export interface UnitOfWork {
@@ -62,6 +62,40 @@ const groups = new WeakMap<Database, Group>();
 /** At most this many units share one transaction. */
 const MAX_GROUP = 100;
 
+/**
+ * A write transaction holding the audit-chain lock. Taking the lock first also makes the
+ * transaction's reads (uniqueness, "last admin") see a stable state on PostgreSQL; there `begin`
+ * and the lock go in one round trip (a statement list without parameters). SQLite has a single
+ * writer already.
+ */
+async function lockedTransaction(
+  database: Database,
+  work: (trx: Kysely<Tables>) => Promise<void>,
+): Promise<void> {
+  if (database.dialect !== 'postgres') {
+    await database.writer.transaction().execute(async (trx) => {
+      await lockAuditChain(trx, database.dialect);
+      await work(trx);
+    });
+    return;
+  }
+  await database.writer.connection().execute(async (conn) => {
+    try {
+      await sql.raw(`begin; ${AUDIT_LOCK_SQL}`).execute(conn);
+      await work(conn);
+    } catch (error) {
+      // Also when the lock was not had (a statement timeout): the connection goes back to the pool
+      // outside any transaction. A rollback that fails leaves a broken connection the pool drops.
+      await sql
+        .raw('rollback')
+        .execute(conn)
+        .catch(() => {});
+      throw error;
+    }
+    await sql.raw('commit').execute(conn);
+  });
+}
+
 async function drain(database: Database, group: Group): Promise<void> {
   group.draining = true;
   try {
@@ -72,10 +106,7 @@ async function drain(database: Database, group: Group): Promise<void> {
       const batch = group.queue.splice(0, MAX_GROUP);
       const settle: Array<() => void> = [];
       try {
-        await database.db.transaction().execute(async (trx) => {
-          // Taking the lock first also makes the transaction's reads (uniqueness, "last admin")
-          // see a stable state on PostgreSQL. SQLite has a single writer already.
-          await lockAuditChain(trx, database.dialect);
+        await lockedTransaction(database, async (trx) => {
           const alone = batch.length === 1;
           // Under the lock the chain's end is read once and carried from append to append.
           const head: ChainHead = { last: undefined, pending: [] };

@@ -29,6 +29,12 @@ export type Dialect = 'sqlite' | 'postgres';
 
 export interface Database {
   readonly db: Kysely<Tables>;
+  /**
+   * What write transactions run on. On PostgreSQL a pool of its own: every writer waits for the
+   * one transaction that holds the audit-chain lock, so that transaction must never wait behind a
+   * burst of reads for a connection. On SQLite the same as `db`.
+   */
+  readonly writer: Kysely<Tables>;
   readonly dialect: Dialect;
   /** Where the data is, without credentials: for logs and `gantry version`. */
   readonly location: string;
@@ -60,36 +66,45 @@ export function openDatabase(target: DatabaseTarget): Database {
         dialect: new FifoSqliteDialect({ database: withStatementCache(sqlite) }),
         ...sqlProfile(target.profileFile),
       });
-      return { db, dialect: 'sqlite', location: target.file, destroy: () => db.destroy() };
+      return { db, writer: db, dialect: 'sqlite', location: target.file, destroy: () => db.destroy() };
     }
     case 'postgres': {
       const connection = {
         connectionString: target.url,
-        connectionTimeoutMillis: 5_000,
         ...(target.schema ? { options: `-c search_path=${target.schema}` } : {}),
       };
-      const pool = new pg.Pool({
-        ...connection,
-        max: target.poolSize ?? 10,
+      const limits = {
+        connectionTimeoutMillis: 5_000,
         // A statement that hangs (a partition to the database) fails instead of holding a request forever.
         statement_timeout: 15_000,
         // A replica stopped inside a transaction (SIGSTOP, a VM paused) would hold the audit-chain
         // lock for every replica: the database ends such a transaction after 30 s.
         idle_in_transaction_session_timeout: 30_000,
-      });
+      };
+      const pool = new pg.Pool({ ...connection, ...limits, max: target.poolSize ?? 10 });
+      const writerPool = new pg.Pool({ ...connection, ...limits, max: 2 });
       // An idle client losing its connection (database restart) must not crash the server.
       pool.on('error', () => {});
-      const db = new Kysely<Tables>({
-        dialect: new PostgresDialect({ pool }),
-        ...sqlProfile(target.profileFile),
-      });
+      writerPool.on('error', () => {});
+      const profile = sqlProfile(target.profileFile);
+      const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }), ...profile });
+      const writer = new Kysely<Tables>({ dialect: new PostgresDialect({ pool: writerPool }), ...profile });
       return {
         db,
+        writer,
         dialect: 'postgres',
         location: redactUrl(target.url),
         listener: (channel, onNotify, onConnected) =>
-          new PgListener(connection, channelFor(channel, target.schema), onNotify, onConnected),
-        destroy: () => db.destroy(),
+          new PgListener(
+            { ...connection, connectionTimeoutMillis: 5_000 },
+            channelFor(channel, target.schema),
+            onNotify,
+            onConnected,
+          ),
+        destroy: async () => {
+          await writer.destroy();
+          await db.destroy();
+        },
       };
     }
   }
@@ -190,9 +205,12 @@ export async function openAndMigrate(
 }
 
 /** Takes the transaction-scoped lock that orders audit appends across connections and replicas. */
+/** PostgreSQL: the transaction-scoped lock every write transaction takes before its first write. */
+export const AUDIT_LOCK_SQL = 'select pg_advisory_xact_lock(7170700001)';
+
 export async function lockAuditChain(trx: Kysely<Tables>, dialect: Dialect): Promise<void> {
   // SQLite has one writer at a time already; PostgreSQL needs an explicit lock.
-  if (dialect === 'postgres') await sql`select pg_advisory_xact_lock(7170700001)`.execute(trx);
+  if (dialect === 'postgres') await sql.raw(AUDIT_LOCK_SQL).execute(trx);
 }
 
 export function redactUrl(url: string): string {
