@@ -53,14 +53,18 @@ export class Coalescer<I, R> {
             continue;
           }
           // One bad request must not fail the others, batch after batch as it is retried: each
-          // is handled alone, and only the one at fault fails.
-          for (const w of batch) {
-            try {
-              this.settle([w], await this.handle([w.item]));
-            } catch (alone) {
-              w.reject(alone);
-            }
-          }
+          // is handled alone, and only the one at fault fails. They go at once (the unit of work
+          // groups them again, each in a savepoint of its own), so a database that is away fails
+          // them all in the time of one attempt, not of one per request.
+          await Promise.all(
+            batch.map(async (w) => {
+              try {
+                this.settle([w], await this.handle([w.item]));
+              } catch (alone) {
+                w.reject(alone);
+              }
+            }),
+          );
         }
       }
     } finally {

@@ -41,7 +41,14 @@ export class PgListener {
 
   private async connect(): Promise<void> {
     if (this.closed) return;
-    const client = new pg.Client(this.config);
+    // Keepalive, and a query every 30 s: a connection that died without a word (a half-open
+    // TCP connection) would otherwise go on looking connected while hearing nothing.
+    const client = new pg.Client({
+      ...this.config,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+      query_timeout: 10_000,
+    });
     client.on('notification', (message) => {
       if (message.channel === this.channel && message.payload) this.onNotify(message.payload);
     });
@@ -69,6 +76,12 @@ export class PgListener {
     this.connected = true;
     this.markReady();
     this.onConnected();
+    const probe = setInterval(() => {
+      if (this.client !== client) return clearInterval(probe);
+      // A probe that fails ends the client; its 'end' arranges the next connection.
+      client.query('select 1').catch(() => client.end().catch(() => {}));
+    }, 30_000);
+    probe.unref();
   }
 
   private later(): void {

@@ -4,7 +4,7 @@
  * and its audit entry are written only after the bytes are durable under their content address.
  */
 import { randomUUID } from 'node:crypto';
-import { pipeline, type Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable } from 'node:stream';
 import {
   type ArtifactKind,
   contentProblem,
@@ -23,7 +23,7 @@ import { PublisherKeyStore, verifyEd25519 } from '../keys/publisher-keys.ts';
 import { inTransaction, type TransactionDeps } from '../unit-of-work.ts';
 import { type Artifact, type ArtifactFilter, ArtifactStore } from './artifact-store.ts';
 import type { FsBlobStore } from './fs-blob-store.ts';
-import type { FileDigest } from './hash-pool.ts';
+import { type FileDigest, PIECE_BYTES, type StreamHandle } from './hash-pool.ts';
 
 export interface UploadInput {
   component: string;
@@ -528,18 +528,12 @@ export class ArtifactService {
    * complete response, and the artifact is quarantined.
    */
   openVerified(artifact: Artifact): Readable {
-    const source = this.deps.blobs.open(artifact.digest);
-    // The file is hashed by a worker thread while this one streams it, so serving runs at the
-    // speed of reading and writing, not of hashing on the same core. Both read the same file (the
-    // same pages of the page cache); the last piece is held back until the worker's digest matches.
-    const hashed = this.deps.blobs.hash(artifact.digest);
-    hashed.catch(() => {}); // judged in the verifier's flush; a client gone by then is no matter
-    const verifier = new HeldUntilVerified(hashed, artifact, (problem) => {
+    // Read and hashed by a worker thread, piece by piece, and the very pieces it hashed are sent:
+    // serving runs at the speed of reading and writing, not of hashing on the same core as the
+    // socket writes. The last piece is held back until the whole digest is known.
+    return new VerifiedRead(this.deps.blobs, artifact, (problem) => {
       void this.quarantine(SYSTEM_ACTOR, artifact, `${problem} while being served`).catch(() => {});
     });
-    // pipeline, not pipe: a client that goes away destroys the verifier, and with it the file.
-    pipeline(source, verifier, () => {});
-    return verifier;
   }
 
   /** Checks size, then (for ranges, which cannot be checked on the fly) the whole digest, before serving. */
@@ -658,50 +652,86 @@ function inferKind(filename: string | undefined, content: ReturnType<typeof snif
   return 'file';
 }
 
+/** Pieces a download's worker may read and hash ahead of what the client has taken. */
+const RING_PIECES = 4;
+
 /**
- * Passes bytes through, holding the last chunk back until the whole stored file is known to hash
- * to the artifact's digest; on a mismatch the transfer fails instead of ending, so a client never
- * receives a complete copy of wrong bytes.
+ * The stored bytes of an artifact, each piece hashed (on a worker) before it is passed on, the last
+ * held back until the whole is known to hash to the artifact's digest; on a mismatch the transfer
+ * fails instead of ending, so a client never receives a complete copy of wrong bytes.
  */
-class HeldUntilVerified extends Transform {
+class VerifiedRead extends Readable {
   private held: Buffer | null = null;
+  /** Pieces the worker has hashed, still in its ring, waiting for the client to want them. */
+  private readonly ready: Array<{ bytes: Buffer; slot: number }> = [];
+  private ended: FileDigest | null = null;
+  private wanted = false;
+  private readonly handle: StreamHandle;
 
   constructor(
-    private readonly hashed: Promise<FileDigest | null>,
+    blobs: FsBlobStore,
     private readonly artifact: Artifact,
     private readonly onMismatch: (problem: string) => void,
   ) {
-    super();
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    const previous = this.held;
-    this.held = chunk;
-    callback(null, previous ?? undefined);
-  }
-
-  override _flush(callback: TransformCallback): void {
-    this.hashed.then(
-      (actual) => {
-        let problem: string | null = null;
-        if (actual === null) problem = 'the stored bytes are missing';
-        else if (actual.digest !== this.artifact.digest)
-          problem = `the stored bytes hash to sha256:${actual.digest}`;
-        else if (actual.size !== this.artifact.size)
-          problem = `the stored bytes are ${actual.size} long, not ${this.artifact.size}`;
-        if (problem === null) {
-          callback(null, this.held ?? undefined);
-          return;
-        }
-        this.onMismatch(problem);
-        callback(
-          new GantryError(
-            'QUARANTINED',
-            'The stored bytes no longer match their digest; the transfer was stopped.',
-          ),
-        );
+    super({ highWaterMark: 2 * PIECE_BYTES });
+    this.handle = blobs.stream(artifact.digest, RING_PIECES, {
+      piece: (bytes, slot) => {
+        this.ready.push({ bytes, slot });
+        this.flow();
       },
-      (error: unknown) => callback(error as Error),
-    );
+      end: (actual) => {
+        this.ended = actual;
+        this.flow();
+      },
+      error: (error) => this.destroy(error),
+    });
+  }
+
+  override _read(): void {
+    this.wanted = true;
+    this.flow();
+  }
+
+  private flow(): void {
+    while (this.wanted && !this.destroyed) {
+      const next = this.ready.shift();
+      if (next) {
+        // Copied out of the ring (the worker does not touch a slot until it is given back).
+        const piece = Buffer.from(next.bytes);
+        this.handle.free(next.slot);
+        const previous = this.held;
+        this.held = piece;
+        if (previous) this.wanted = this.push(previous);
+        continue;
+      }
+      if (this.ended) this.finish(this.ended);
+      return;
+    }
+  }
+
+  private finish(actual: FileDigest): void {
+    this.wanted = false;
+    let problem: string | null = null;
+    if (actual.digest !== this.artifact.digest) problem = `the stored bytes hash to sha256:${actual.digest}`;
+    else if (actual.size !== this.artifact.size)
+      problem = `the stored bytes are ${actual.size} long, not ${this.artifact.size}`;
+    if (problem !== null) {
+      this.onMismatch(problem);
+      this.destroy(
+        new GantryError(
+          'QUARANTINED',
+          'The stored bytes no longer match their digest; the transfer was stopped.',
+        ),
+      );
+      return;
+    }
+    if (this.held) this.push(this.held);
+    this.held = null;
+    this.push(null);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.handle.cancel();
+    callback(error);
   }
 }

@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { GantryError } from '../../core/errors.ts';
 import { type Failpoints, NO_FAILPOINTS } from '../../support/failpoints.ts';
-import { type FileDigest, HashPool } from './hash-pool.ts';
+import { type FileDigest, HashPool, type StreamHandle, type StreamHandlers } from './hash-pool.ts';
 
 export interface ReceivedBlob {
   /** Hex SHA-256 of what was received. */
@@ -172,6 +172,14 @@ export class FsBlobStore {
       highWaterMark: WRITE_BYTES,
       ...(range ? { start: range.start, end: range.end } : {}),
     });
+  }
+
+  /**
+   * Reads the whole blob on a worker thread that hashes each piece before handing it over (see
+   * `HashPool.stream`): what the handlers are given is exactly what was hashed.
+   */
+  stream(digest: string, pieces: number, handlers: StreamHandlers): StreamHandle {
+    return this.hashes.stream(this.pathOf(digest), pieces, handlers);
   }
 
   /**

@@ -39,6 +39,53 @@ describe('HashPool', () => {
     });
   });
 
+  it('streams a file in pieces it hashed, reading ahead only into slots given back', async () => {
+    const bytes = randomBytes(5 * 1024 * 1024 + 7);
+    const file = path.join(dir, 'big');
+    writeFileSync(file, bytes);
+    const pieces: Buffer[] = [];
+    const result = await new Promise<{ digest: string; size: number }>((resolve, reject) => {
+      const handle = pool.stream(file, 2, {
+        piece: (piece, slot) => {
+          // Copied out, then the slot given back a little later.
+          pieces.push(Buffer.from(piece));
+          setTimeout(() => handle.free(slot), 5);
+        },
+        end: resolve,
+        error: reject,
+      });
+    });
+    expect(Buffer.concat(pieces).equals(bytes)).toBe(true);
+    expect(pieces).toHaveLength(6);
+    expect(result).toEqual({ digest: createHash('sha256').update(bytes).digest('hex'), size: bytes.length });
+  });
+
+  it('a stream whose slots are not given back stops when its ring is full; a cancelled one tells nothing more', async () => {
+    const file = path.join(dir, 'big');
+    writeFileSync(file, randomBytes(4 * 1024 * 1024));
+    const slots: number[] = [];
+    let ended = false;
+    const handle = pool.stream(file, 2, {
+      piece: (_piece, slot) => slots.push(slot),
+      end: () => {
+        ended = true;
+      },
+      error: () => {
+        ended = true;
+      },
+    });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(slots).toEqual([0, 1]);
+    handle.cancel();
+    handle.free(0);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(slots).toEqual([0, 1]);
+    expect(ended).toBe(false);
+    // The worker is still there for the next job.
+    writeFileSync(path.join(dir, 'small'), 'abc');
+    expect((await pool.hashFile(path.join(dir, 'small'))).size).toBe(3);
+  });
+
   it('refuses work once closed', async () => {
     await pool.close();
     await expect(pool.hashFile(path.join(dir, 'any'))).rejects.toThrow(/closed/);

@@ -223,7 +223,8 @@ export class EnrollmentService {
   /** The agent behind a credential, or why it is not accepted. */
   async authenticate(credential: string): Promise<AgentIdentity> {
     const hash = hashSecret(credential);
-    const now = Date.now();
+    // A monotonic clock: a wall clock stepped back would stretch how long a credential is believed.
+    const now = performance.now();
     const remembered = this.identities.get(hash);
     if (remembered && remembered.until > now) return remembered.identity;
     const forgettings = this.forgettings;

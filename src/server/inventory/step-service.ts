@@ -420,8 +420,11 @@ export class StepService {
   private async recordMany(uow: UnitOfWork, items: ReportRequest[]): Promise<Array<Outcome<Step>>> {
     const now = uow.now.toISOString();
     // Each step once in the statement; a second report of it in the same batch is judged after.
+    // (Keyed by step and agent: another agent naming the step must not push its own agent's
+    // report out of the statement.)
+    const key = (item: ReportRequest) => `${item.stepId} ${item.agent.targetId}`;
     const first = new Map<string, number>();
-    for (const [i, item] of items.entries()) if (!first.has(item.stepId)) first.set(item.stepId, i);
+    for (const [i, item] of items.entries()) if (!first.has(key(item))) first.set(key(item), i);
     const recorded = new Map<string, StepsTable>();
     for (const chunk of inChunks([...first.values()].map((i) => items[i] as ReportRequest))) {
       const values = sql.join(
@@ -442,7 +445,8 @@ export class StepService {
     const activations: Array<{ item: ReportRequest; kind: string }> = [];
     for (const [i, item] of items.entries()) {
       const { agent, stepId, input } = item;
-      const step = first.get(stepId) === i ? recorded.get(stepId) : undefined;
+      const candidate = first.get(key(item)) === i ? recorded.get(stepId) : undefined;
+      const step = candidate?.target_id === agent.targetId ? candidate : undefined;
       if (!step) {
         // Not open (already reported, or not this agent's): say why, or that it changes nothing.
         const settled = await uow.db

@@ -64,6 +64,9 @@ for (const kind of testDatabases()) {
 
       const web1 = queued.get('web-1') as string;
       const results = await Promise.all([
+        // First in the same moment: another agent reporting web-1's step (not its own); web-1's
+        // own report below must still be recorded.
+        report('web-2', web1, { outcome: 'failed' }),
         ...NAMES.map((name) =>
           report(name, queued.get(name) as string, {
             outcome: 'succeeded',
@@ -71,15 +74,13 @@ for (const kind of testDatabases()) {
             active: { component: 'web', version: '1.0.0' },
           }),
         ),
-        // In the same moment: the same result again (no change), a different one (refused), and
-        // another agent reporting web-1's step (not its own).
+        // In the same moment: the same result again (no change), a different one (refused).
         report('web-1', web1, { outcome: 'succeeded', active: { component: 'web', version: '1.0.0' } }),
         report('web-1', web1, { outcome: 'failed', message: 'late' }),
-        report('web-2', web1, { outcome: 'failed' }),
       ]);
-      expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200, 200, 409, 404]);
-      expect(results[0]?.body).toMatchObject({ id: web1, state: 'succeeded', message: 'done on web-1' });
-      expect(results[7]?.body.error.message).toContain('already reported as succeeded');
+      expect(results.map((r) => r.status)).toEqual([404, 200, 200, 200, 200, 200, 200, 200, 409]);
+      expect(results[1]?.body).toMatchObject({ id: web1, state: 'succeeded', message: 'done on web-1' });
+      expect(results[8]?.body.error.message).toContain('already reported as succeeded');
 
       const recorded = await t.call('GET', '/api/v1/audit?action=step.succeeded', { token: ADMIN_TOKEN });
       expect(recorded.body.entries).toHaveLength(NAMES.length);
