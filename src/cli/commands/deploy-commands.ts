@@ -12,51 +12,13 @@ import { createParser } from 'eventsource-parser';
 import { DEPLOYMENT_STATES, FINAL_DEPLOYMENT_STATES } from '../../core/deployments.ts';
 import { parseLabels } from '../../core/inventory.ts';
 import { STRATEGIES, type Strategy, type StrategyOptions, type WaveSpec } from '../../core/strategies.ts';
+import type { DeploymentView } from '../../protocol/deployments.ts';
 import type { ApiClient } from '../api-client.ts';
 import type { CliContext } from '../context.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
 import { collect, formatSeconds, parseSeconds, utc, wholeNumber } from '../option-parsers.ts';
 import { type Io, keyValues, renderTable, sanitize } from '../output.ts';
 
-/** A deployment as the API shows it (`DeploymentView` on the server). */
-export interface DeploymentView {
-  id: string;
-  number: string;
-  release: { id: string; name: string; version: string };
-  environment: string;
-  change: string | null;
-  strategy: string;
-  options: StrategyOptions;
-  haltRule: { maxFailedPercent: number; canaryMaxFailures: number };
-  onFailure: string;
-  state: string;
-  reason: string | null;
-  scheduledFor: string | null;
-  excluded: Array<{ target: string; reason: string }>;
-  createdBy: string;
-  createdAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-  waves: Array<{
-    index: number;
-    name: string;
-    gate: string;
-    canary: boolean;
-    bakeSeconds: number;
-    state: string;
-    bakeUntil: string | null;
-    approvedBy: string | null;
-    startedAt: string | null;
-    finishedAt: string | null;
-    targets: Array<{
-      name: string;
-      state: string;
-      message: string | null;
-      before: Record<string, string | null>;
-    }>;
-  }>;
-  counts: Record<string, number>;
-}
 type Wave = DeploymentView['waves'][number];
 
 const FINAL: ReadonlySet<string> = new Set(FINAL_DEPLOYMENT_STATES);

@@ -1,58 +1,14 @@
 /** /api/v1/deployments: create, list, show, act, and the live progress stream. */
 import { Type } from '@sinclair/typebox';
 import { DEPLOYMENT_STATES } from '../../core/deployments.ts';
-import { STRATEGIES } from '../../core/strategies.ts';
-import { Selector } from '../../protocol/changes.ts';
 import { Line, Strict } from '../../protocol/common.ts';
+import { CreateDeploymentRequest, DeploymentList, DeploymentSchema } from '../../protocol/deployments.ts';
 import { EnvironmentName } from '../../protocol/releases.ts';
-import { type App, principalOf } from '../http/route-kit.ts';
+import { type App, principalOf, responses } from '../http/route-kit.ts';
 import type { DeploymentAction, DeploymentService } from './deployment-service.ts';
 import type { DeploymentEngine } from './engine.ts';
 
 const Ref = Strict({ id: Line({ minLength: 1, maxLength: 64 }) });
-const Seconds = Type.Integer({ minimum: 0, maximum: 7 * 86_400 });
-const Count = Type.Integer({ minimum: 1, maximum: 1_000_000 });
-
-const CreateDeploymentRequest = Strict({
-  release: Line({ minLength: 1, maxLength: 200 }),
-  environment: EnvironmentName,
-  change: Type.Optional(Line({ minLength: 1, maxLength: 64 })),
-  strategy: Type.Union(STRATEGIES.map((s) => Type.Literal(s))),
-  options: Type.Optional(
-    Strict({
-      waves: Type.Optional(
-        Type.Array(
-          Strict({
-            count: Type.Optional(Count),
-            percent: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
-            selector: Type.Optional(Selector),
-            bakeSeconds: Type.Optional(Seconds),
-            gate: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('manual')])),
-          }),
-          { minItems: 1, maxItems: 50 },
-        ),
-      ),
-      batchSize: Type.Optional(Count),
-      maxUnavailable: Type.Optional(Count),
-      canaryCount: Type.Optional(Count),
-      canaryPercent: Type.Optional(Type.Integer({ minimum: 1, maximum: 99 })),
-      rest: Type.Optional(Type.Integer({ minimum: 1, maximum: 50 })),
-      bakeSeconds: Type.Optional(Seconds),
-      keepSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 30 * 86_400 })),
-    }),
-  ),
-  haltRule: Type.Optional(
-    Strict({
-      maxFailedPercent: Type.Optional(Type.Number({ minimum: 0, maximum: 100 })),
-      canaryMaxFailures: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000 })),
-    }),
-  ),
-  onFailure: Type.Optional(
-    Type.Union([Type.Literal('rollback'), Type.Literal('pause'), Type.Literal('freeze')]),
-  ),
-  start: Type.Optional(Type.Union([Type.Literal('now'), Type.Literal('window')])),
-});
-
 const ActionBody = Strict({ reason: Type.Optional(Line({ maxLength: 2000 })) });
 const ACTIONS: DeploymentAction[] = ['pause', 'resume', 'abort', 'approve-wave', 'retry-failed', 'rollback'];
 const FINAL = new Set(['succeeded', 'failed', 'rolled_back', 'aborted', 'frozen']);
@@ -70,6 +26,7 @@ export function registerDeploymentRoutes(
         tags: ['deployments'],
         summary: 'Deploy a release to an environment: every gate checked, the plan stored, then run',
         body: CreateDeploymentRequest,
+        response: responses(DeploymentSchema, 201),
       },
     },
     async (request, reply) =>
@@ -86,6 +43,7 @@ export function registerDeploymentRoutes(
           state: Type.Optional(Type.Union(DEPLOYMENT_STATES.map((s) => Type.Literal(s)))),
           environment: Type.Optional(EnvironmentName),
         }),
+        response: responses(DeploymentList),
       },
     },
     async (request) => ({ deployments: await deployments.list(request.query) }),
@@ -98,6 +56,7 @@ export function registerDeploymentRoutes(
         tags: ['deployments'],
         summary: 'Show a deployment (by id or DEP-number): plan beside outcome',
         params: Ref,
+        response: responses(DeploymentSchema),
       },
     },
     async (request) => deployments.get(principalOf(request), request.params.id),
@@ -107,7 +66,13 @@ export function registerDeploymentRoutes(
       `/api/v1/deployments/:id/${action}`,
       {
         config: { permission: 'deployments:write' },
-        schema: { tags: ['deployments'], summary: `${action} a deployment`, params: Ref, body: ActionBody },
+        schema: {
+          tags: ['deployments'],
+          summary: `${action} a deployment`,
+          params: Ref,
+          body: ActionBody,
+          response: responses(DeploymentSchema),
+        },
       },
       async (request) =>
         deployments.act(principalOf(request), request.params.id, action, request.body?.reason),
