@@ -601,6 +601,17 @@ export const MIGRATIONS: Record<string, Migration> = {
       await db.schema.alterTable('steps').addColumn('keep_seconds', 'integer').execute();
     },
   },
+  '0010-deployment-target-states': {
+    async up(db: AnyDb) {
+      // Every engine pass looks for a deployment's targets in flight, and counts them by wave and
+      // state: with thousands of targets, without this it reads them all each time.
+      await db.schema
+        .createIndex('deployment_targets_state')
+        .on('deployment_targets')
+        .columns(['deployment_id', 'state', 'wave_index'])
+        .execute();
+    },
+  },
 };
 
 class InCodeMigrationProvider implements MigrationProvider {
