@@ -204,10 +204,10 @@ export async function openAndMigrate(
   }
 }
 
-/** Takes the transaction-scoped lock that orders audit appends across connections and replicas. */
 /** PostgreSQL: the transaction-scoped lock every write transaction takes before its first write. */
 export const AUDIT_LOCK_SQL = 'select pg_advisory_xact_lock(7170700001)';
 
+/** Takes the transaction-scoped lock that orders audit appends across connections and replicas. */
 export async function lockAuditChain(trx: Kysely<Tables>, dialect: Dialect): Promise<void> {
   // SQLite has one writer at a time already; PostgreSQL needs an explicit lock.
   if (dialect === 'postgres') await sql.raw(AUDIT_LOCK_SQL).execute(trx);
