@@ -6,14 +6,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { sql } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import { GantryError } from '../../core/errors.ts';
 import { SYSTEM_ACTOR } from '../audit/audit-log.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import { Coalescer, type Outcome } from '../coalescer.ts';
 import { inChunks } from '../db/chunks.ts';
 import type { PgListener } from '../db/notifications.ts';
-import type { StepsTable } from '../db/schema.ts';
+import type { StepsTable, Tables } from '../db/schema.ts';
 import { EventLog } from '../events/event-log.ts';
 import { newSortableId } from '../ids.ts';
 import { inTransaction, type TransactionDeps, type UnitOfWork } from '../unit-of-work.ts';
@@ -298,15 +298,7 @@ export class StepService {
     // Most asks find nothing (a long-poll waking to look again), and one that finds a step it
     // was already given changes nothing: both are answered without a write transaction, which
     // would take the audit-chain lock every writer in every replica waits for.
-    const found = await this.deps.database.db
-      .selectFrom('steps')
-      .selectAll()
-      .where('target_id', '=', agent.targetId)
-      .where('state', 'in', ['running', 'queued'])
-      .orderBy(sql`case when state = 'running' then 0 else 1 end`)
-      .orderBy('id')
-      .limit(1)
-      .executeTakeFirst();
+    const found = await firstOpenStep(this.deps.database.db, agent.targetId);
     if (!found) return null;
     if (found.state === 'running') return toStep(found, agent.targetName);
     return this.takes.submit({ agent, found });
@@ -369,17 +361,7 @@ export class StepService {
       }
       if (!started.has(row.id)) {
         started.add(row.id);
-        await uow.audit({
-          by: agentActor(agent),
-          action: 'step.started',
-          subject: `step:${row.id}`,
-          details: {
-            target: agent.targetName,
-            kind: row.kind,
-            component: row.component,
-            version: row.version,
-          },
-        });
+        await auditStarted(uow, agent, row);
       }
       outcomes.push({ ok: true, value: toStep(row, agent.targetName) });
     }
@@ -388,14 +370,7 @@ export class StepService {
 
   /** One agent's ask, the careful way: the step it was given, else the oldest queued one. */
   private async takeOne(uow: UnitOfWork, agent: AgentIdentity): Promise<Step | null> {
-    const step = await uow.db
-      .selectFrom('steps')
-      .selectAll()
-      .where('target_id', '=', agent.targetId)
-      .where('state', 'in', ['running', 'queued'])
-      .orderBy(sql`case when state = 'running' then 0 else 1 end`)
-      .orderBy('id')
-      .executeTakeFirst();
+    const step = await firstOpenStep(uow.db, agent.targetId);
     if (!step) return null;
     if (step.state === 'running') return toStep(step, agent.targetName);
     await uow.db
@@ -403,17 +378,7 @@ export class StepService {
       .set({ state: 'running', updated_at: uow.now.toISOString() })
       .where('id', '=', step.id)
       .execute();
-    await uow.audit({
-      by: agentActor(agent),
-      action: 'step.started',
-      subject: `step:${step.id}`,
-      details: {
-        target: agent.targetName,
-        kind: step.kind,
-        component: step.component,
-        version: step.version,
-      },
-    });
+    await auditStarted(uow, agent, step);
     return toStep({ ...step, state: 'running' }, agent.targetName);
   }
 
@@ -608,6 +573,28 @@ const STEP_COLUMNS = sql.raw(
 );
 
 const agentActor = (agent: AgentIdentity) => ({ actor: `agent:${agent.targetName}`, source: null });
+
+/** The step a target's agent should run now: one it was given and has not finished, else the oldest queued. */
+function firstOpenStep(db: Kysely<Tables>, targetId: string): Promise<StepsTable | undefined> {
+  return db
+    .selectFrom('steps')
+    .selectAll()
+    .where('target_id', '=', targetId)
+    .where('state', 'in', ['running', 'queued'])
+    .orderBy(sql`case when state = 'running' then 0 else 1 end`)
+    .orderBy('id')
+    .limit(1)
+    .executeTakeFirst();
+}
+
+function auditStarted(uow: UnitOfWork, agent: AgentIdentity, step: StepsTable): Promise<void> {
+  return uow.audit({
+    by: agentActor(agent),
+    action: 'step.started',
+    subject: `step:${step.id}`,
+    details: { target: agent.targetName, kind: step.kind, component: step.component, version: step.version },
+  });
+}
 
 function toStep(row: StepsTable, target: string): Step {
   return {
