@@ -12,11 +12,11 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeTarGz } from './helpers/archives.ts';
 import {
   eventually,
   gantryJson,
   type LongProcess,
+  pushWebPackage,
   runGantry,
   type ServerProcess,
   startEnrolledAgent,
@@ -44,15 +44,7 @@ describe('deployments through the CLI with real agents', () => {
     const releases = (async () => {
       // The health check fails where the agent's data directory holds a file named `unhealthy`.
       for (const version of ['1.0.0', '2.0.0', '3.0.0']) {
-        const file = path.join(dir, `web-${version}.tar.gz`);
-        writeFileSync(
-          file,
-          makeTarGz({
-            'gantry.yaml': 'health:\n  command: test ! -e ../../../unhealthy\n  retries: 1\n  interval: 1\n',
-            'index.html': `web ${version}`,
-          }),
-        );
-        await gantryJson(['artifact', 'push', file, '--component', 'web', '--version', version], env);
+        await pushWebPackage(dir, env, version);
         await gantryJson(['release', 'create', `shop@${version}`, '--component', `web=${version}`], env);
       }
     })();

@@ -10,13 +10,13 @@ import { mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeTarGz } from './helpers/archives.ts';
 import {
   apiOf,
   deploymentEnded,
   eventually,
   gantryJson,
   type LongProcess,
+  pushWebPackage,
   type ServerProcess,
   startEnrolledAgent,
   startServer,
@@ -66,15 +66,7 @@ for (const database of DATABASES)
         agents.push(await startEnrolledAgent(server, env, { name, dataDir: agentDir(name) }));
       // The health check fails where the agent's data directory holds a file named `unhealthy`.
       for (const version of ['1.0.0', '2.0.0', '3.0.0']) {
-        const file = path.join(dir, `web-${version}.tar.gz`);
-        writeFileSync(
-          file,
-          makeTarGz({
-            'gantry.yaml': 'health:\n  command: test ! -e ../../../unhealthy\n  retries: 1\n  interval: 1\n',
-            'index.html': `web ${version}`,
-          }),
-        );
-        await gantryJson(['artifact', 'push', file, '--component', 'web', '--version', version], env);
+        await pushWebPackage(dir, env, version);
         expect(
           (
             await api('POST', '/api/v1/releases', {

@@ -3,7 +3,9 @@
  * user runs them.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { makeTarGz } from './archives.ts';
 
 export const GANTRY_BIN = path.resolve(import.meta.dirname, '../../bin/gantry.js');
 
@@ -138,6 +140,26 @@ export async function gantryJson(
   if (result.code !== 0)
     throw new Error(`gantry ${args.join(' ')} exited ${result.code}:\n${result.stdout}\n${result.stderr}`);
   return JSON.parse(result.stdout);
+}
+
+/**
+ * Pushes `web` VERSION to the media library through the CLI: a package whose health check fails
+ * on a target whose agent's data directory holds a file named `unhealthy`.
+ */
+export async function pushWebPackage(
+  dir: string,
+  env: Record<string, string | undefined>,
+  version: string,
+): Promise<void> {
+  const file = path.join(dir, `web-${version}.tar.gz`);
+  writeFileSync(
+    file,
+    makeTarGz({
+      'gantry.yaml': 'health:\n  command: test ! -e ../../../unhealthy\n  retries: 1\n  interval: 1\n',
+      'index.html': `web ${version}`,
+    }),
+  );
+  await gantryJson(['artifact', 'push', file, '--component', 'web', '--version', version], env);
 }
 
 /** Makes an enrollment token for `environment`, starts an agent with it, and waits until its target is online. */
