@@ -7,22 +7,13 @@
  * the deployment before anything switches; a kept slot is stopped when its time is up, and a
  * rollback after that starts it again before switching. On SQLite and on PostgreSQL.
  */
-import { spawn } from 'node:child_process';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTarGz } from './helpers/archives.ts';
+import { get, killByPidFiles, NGINX, requireNginx, startNginx } from './helpers/nginx.ts';
 import {
   apiOf,
   deploymentEnded,
@@ -37,7 +28,6 @@ import { createPostgresSchema, postgresUrl, urlWithSchema } from './helpers/test
 
 const TOKEN = `gnt_bluegreen_${'b'.repeat(40)}`;
 const NAMES = ['web-1', 'web-2'];
-const NGINX = '/usr/sbin/nginx';
 
 /** The package: a tiny HTTP service on a unix socket per slot, a health check and the switch hook. */
 function webPackage(version: string): Buffer {
@@ -99,31 +89,6 @@ function webPackage(version: string): Buffer {
   });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** One GET without keep-alive: each request sees the nginx configuration of its moment. */
-function get(port: number): Promise<{ status: number; body: string }> {
-  return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false, timeout: 5000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', (error) => resolve({ status: 0, body: error.message }));
-  });
-}
-
 /** What a slot's own socket answers (bypassing nginx), or null when nothing listens. */
 function slotAnswer(dataDir: string, slot: 'blue' | 'green'): Promise<string | null> {
   return new Promise((resolve) => {
@@ -171,10 +136,7 @@ for (const database of DATABASES)
     const served = async () => Promise.all(NAMES.map(async (n) => (await get(ports[n] as number)).body));
 
     beforeAll(async () => {
-      if (!existsSync(NGINX))
-        throw new Error(
-          `${NGINX} is missing: install Debian's nginx (apt-get install -y nginx); .ci/run does`,
-        );
+      requireNginx();
       dir = mkdtempSync(path.join(os.tmpdir(), 'gantry-bg-'));
       if (database === 'postgres') schema = await createPostgresSchema(postgresUrl as string);
       server = await startServer(['--data-dir', path.join(dir, 'server'), '--port', '0'], {
@@ -186,35 +148,7 @@ for (const database of DATABASES)
       await gantryJson(['env', 'create', 'production'], env);
       for (const name of NAMES) {
         // Each target has its own nginx in front, listening on its own port.
-        const conf = path.join(agentDir(name), 'nginx');
-        mkdirSync(path.join(conf, 'tmp'), { recursive: true });
-        ports[name] = await freePort();
-        writeFileSync(path.join(conf, 'upstream.conf'), 'upstream app { server 127.0.0.1:9; }\n');
-        writeFileSync(path.join(conf, 'port'), String(ports[name]));
-        writeFileSync(
-          path.join(conf, 'nginx.conf'),
-          [
-            process.getuid?.() === 0 ? 'user root;' : '',
-            'daemon off;',
-            'worker_processes 1;',
-            `pid ${conf}/nginx.pid;`,
-            `error_log ${conf}/error.log;`,
-            'events { worker_connections 256; }',
-            'http {',
-            '  access_log off;',
-            `  client_body_temp_path ${conf}/tmp/body; proxy_temp_path ${conf}/tmp/proxy;`,
-            `  fastcgi_temp_path ${conf}/tmp/fastcgi; uwsgi_temp_path ${conf}/tmp/uwsgi; scgi_temp_path ${conf}/tmp/scgi;`,
-            `  include ${conf}/upstream.conf;`,
-            `  server { listen 127.0.0.1:${ports[name]}; location / { proxy_pass http://app; } }`,
-            '}',
-            '',
-          ].join('\n'),
-        );
-        const nginx = spawn(NGINX, ['-p', conf, '-c', 'nginx.conf', '-e', `${conf}/error.log`], {
-          stdio: 'ignore',
-        });
-        nginx.unref();
-        await eventually(async () => ((await get(ports[name] as number)).status === 502 ? true : undefined));
+        ports[name] = await startNginx(path.join(agentDir(name), 'nginx'));
         agents.push(await startEnrolledAgent(server, env, { name, dataDir: agentDir(name) }));
       }
       for (const version of ['1.0.0', '2.0.0', '3.0.0']) {
@@ -234,16 +168,11 @@ for (const database of DATABASES)
       for (const a of agents) await a.stop('SIGKILL');
       // The slot services and nginx outlive a killed agent: stop them by their pid files.
       for (const name of NAMES) {
-        const pids = [path.join(agentDir(name), 'nginx', 'nginx.pid')];
         const run = path.join(agentDir(name), 'run');
-        if (existsSync(run)) for (const f of readdirSync(run)) pids.push(path.join(run, f));
-        for (const file of pids) {
-          const pid = Number(readFileSync(file, 'utf8').trim().split(' ')[0]);
-          for (const p of [-pid, pid])
-            try {
-              process.kill(p, 'SIGKILL');
-            } catch {}
-        }
+        killByPidFiles([
+          path.join(agentDir(name), 'nginx', 'nginx.pid'),
+          ...(existsSync(run) ? readdirSync(run).map((f) => path.join(run, f)) : []),
+        ]);
       }
       await server?.stop('SIGKILL');
       await schema?.drop();

@@ -23,7 +23,10 @@ export interface AgentState {
   name: string;
   credential: string;
   /** Per component: the active version and the one before it (for rollback); its slots if blue-green. */
-  components?: Record<string, { current: string | null; previous: string | null; slots?: Slots }>;
+  components?: Record<
+    string,
+    { current: string | null; previous: string | null; slots?: Slots; route?: Route }
+  >;
   /**
    * An activation in progress, written before anything is switched. Found after a restart, it
    * means the new version was never confirmed healthy: the version before is put back.
@@ -36,6 +39,17 @@ export interface AgentState {
 }
 
 export type SlotName = 'blue' | 'green';
+
+/**
+ * Blue-green by two target groups, on a router: the group its switch hook last moved traffic to,
+ * the one before (null before the first switch), and the group's targets it was given.
+ */
+export interface Route {
+  slot: SlotName;
+  previous: SlotName | null;
+  targets: string[];
+  previousTargets: string[];
+}
 /** One blue-green slot: the version staged there, whether it runs, and until when a kept one runs. */
 export interface SlotState {
   version: string;

@@ -36,7 +36,7 @@ describe('gantry.yaml', () => {
     expect(refusal('env:\n  1BAD: x')).toContain('1BAD');
   });
 
-  it('reads blue-green slots and the switch hook; each needs the other, and exactly blue and green', () => {
+  it('reads blue-green slots and the switch hook; slots need it, and exactly blue and green', () => {
     const health = 'http://127.0.0.1:$' + '{PORT}/health'; // the manifest's placeholder, not JavaScript's
     expect(
       parseManifest(
@@ -49,7 +49,9 @@ describe('gantry.yaml', () => {
       slots: { blue: { PORT: '8081' }, green: { PORT: '8082' } },
       health: { http: health },
     });
-    expect(refusal('switch: sh switch.sh')).toContain("'slots' and 'switch' go together");
+    expect(refusal('slots:\n  blue: {}\n  green: {}')).toContain("'slots' needs 'switch'");
+    // A switch without slots is for blue-green by two target groups: a router runs it.
+    expect(parseManifest('switch: sh switch.sh\n')).toMatchObject({ switch: 'sh switch.sh' });
     expect(refusal('switch: x\nslots:\n  blue: {}\n  red: {}')).toContain('exactly blue and green');
     expect(refusal('switch: x\nslots:\n  blue: { 9X: 1 }\n  green: {}')).toContain("slots.blue name '9X'");
     expect(refusal('switch: x\nslots: [blue, green]')).toContain("'slots' must map blue and green");

@@ -106,8 +106,9 @@ export function parseManifest(text: string): Manifest {
       green: variables('slots.green', slots.green),
     };
   }
-  if ((manifest.slots === undefined) !== (manifest.switch === undefined))
-    throw new ManifestError("'slots' and 'switch' go together: blue-green needs both");
+  // `switch` alone is for blue-green by two target groups: a router runs it; slots need it too.
+  if (manifest.slots !== undefined && manifest.switch === undefined)
+    throw new ManifestError("'slots' needs 'switch', the command that moves traffic between them");
   if (raw.health !== undefined) {
     const h = raw.health as Record<string, unknown>;
     if (typeof h !== 'object' || h === null) throw new ManifestError("'health' must have http or command");

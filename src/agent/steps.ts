@@ -10,16 +10,17 @@ import { mkdir, readdir, readlink, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Failpoints } from '../support/failpoints.ts';
-import { type AgentState, badRefusal, markBad, writeState } from './agent-state.ts';
+import { type AgentState, badRefusal, markBad, type SlotName, writeState } from './agent-state.ts';
 import { checkHealth, runHook } from './hooks.ts';
 import { send } from './http-client.ts';
 import type { Manifest } from './manifest.ts';
+import { routeBack, routeTo } from './routes.ts';
 import { DEFAULT_KEEP_SECONDS, stage, superviseSlots, switchBack, switchLink, switchTo } from './slots.ts';
 import type { Supervisor } from './supervisor.ts';
 
 export interface StepToRun {
   id: string;
-  kind: 'install' | 'activate' | 'rollback' | 'remove' | 'logs' | 'stage' | 'switch';
+  kind: 'install' | 'activate' | 'rollback' | 'remove' | 'logs' | 'stage' | 'switch' | 'route';
   component: string;
   version: string | null;
   digest: string | null;
@@ -27,6 +28,10 @@ export interface StepToRun {
   size: number | null;
   /** switch: how long the old slot keeps running for an instant switch back. */
   keepSeconds?: number | null | undefined;
+  /** route: the group traffic moves to, the one it leaves, and the group's healthy targets. */
+  route?:
+    | { slot: SlotName; previousSlot: SlotName | null; targets: string[]; previousTargets: string[] }
+    | undefined;
 }
 
 export interface StepOutcome {
@@ -79,7 +84,13 @@ export async function runStep(ctx: StepContext, step: StepToRun): Promise<StepOu
         releases,
         step.keepSeconds ?? DEFAULT_KEEP_SECONDS,
       );
+    case 'route':
+      if (!step.route)
+        return { outcome: 'failed', message: 'the route step names no group to move traffic to' };
+      return routeTo(ctx, step.component, step.version as string, releases, step.route);
     case 'rollback': {
+      if (ctx.state.components?.[step.component]?.route)
+        return routeBack(ctx, step.component, step.version, releases);
       if (ctx.state.components?.[step.component]?.slots)
         return switchBack(ctx, step.component, step.version, releases);
       const previous = ctx.state.components?.[step.component]?.previous;
@@ -439,7 +450,8 @@ export async function superviseActive(ctx: StepContext): Promise<void> {
     if (!SAFE_NAME.test(component)) continue;
     // Slots that run are supervised; a component whose traffic is on a slot has nothing else to run.
     if (known.slots) await superviseSlots(ctx, component, known.slots);
-    if (known.slots?.live) continue;
+    // A router only runs the switch hook of its version; it serves nothing itself.
+    if (known.slots?.live || known.route) continue;
     if (!known.current) continue;
     const dir = path.join(ctx.dataDir, 'releases', component, known.current);
     const manifest = await readManifest(dir).catch(() => undefined);

@@ -698,6 +698,68 @@ describe('decide: from counts, as the engine gives them', () => {
   });
 });
 
+describe('decide: blue-green by two target groups', () => {
+  const s = (
+    targets: Snapshot['targets'],
+    routers: Snapshot['routers'],
+    extra: Partial<Snapshot> = {},
+  ): Snapshot => ({
+    state: 'running',
+    scheduledFor: null,
+    haltRule: DEFAULT_HALT_RULE,
+    waves: [waveOf(0, { state: 'running' })],
+    targets,
+    routers,
+    now: at(0),
+    ...extra,
+  });
+
+  it('switches once the group has activated and the routers have staged', () => {
+    const ready = s(
+      [
+        { wave: 0, state: 'succeeded', count: 4 },
+        { wave: 0, state: 'staged', count: 1 },
+      ],
+      [{ state: 'staged', count: 1 }],
+    );
+    expect(decideCounts(ready)).toEqual({ kind: 'switch_wave', wave: 0 });
+  });
+
+  it('halts for the reason the engine gives, whatever the halt rule allows', () => {
+    const rule = { maxFailedPercent: 100, canaryMaxFailures: 0 };
+    const failedSwitch = s(
+      [
+        { wave: 0, state: 'succeeded', count: 4 },
+        { wave: 0, state: 'failed', count: 1 },
+      ],
+      [{ state: 'failed', count: 1 }],
+      { haltRule: rule, mustHalt: 'the switch failed on lb' },
+    );
+    expect(decideCounts(failedSwitch)).toEqual({ kind: 'halt', reason: 'the switch failed on lb' });
+  });
+
+  it('a rollback switches traffic back on the routers before the group goes back', () => {
+    const back = (routers: Snapshot['routers']) =>
+      decideCounts(
+        s(
+          [{ wave: 0, state: 'succeeded', count: 4 }, ...(routers ?? []).map((r) => ({ wave: 0, ...r }))],
+          routers,
+          { state: 'rolling_back' },
+        ),
+      );
+    expect(back([{ state: 'succeeded', count: 1 }])).toEqual({
+      kind: 'roll_back_targets',
+      states: ['succeeded', 'unhealthy', 'staged'],
+      only: 'routers',
+    });
+    expect(back([{ state: 'rolling_back', count: 1 }])).toEqual({ kind: 'wait' });
+    expect(back([{ state: 'rolled_back', count: 1 }])).toEqual({
+      kind: 'roll_back_targets',
+      states: ['succeeded', 'unhealthy', 'staged'],
+    });
+  });
+});
+
 describe('decide: targets retried after their wave ran', () => {
   it('a baking wave does not finish while a retried target of it is in flight', () => {
     const s = snapshot({

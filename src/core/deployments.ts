@@ -85,6 +85,13 @@ export interface Snapshot {
   }>;
   /** How many targets of each wave are in each state (a state may appear more than once: summed). */
   targets: ReadonlyArray<TargetCount>;
+  /** A reason to halt whatever the halt rule says (blue-green by groups: a switch that failed). */
+  mustHalt?: string | null | undefined;
+  /**
+   * Blue-green by groups: how many of the targets (counted in `targets` too) are routers, by state.
+   * A rollback switches traffic back on them before the group's targets go back.
+   */
+  routers?: ReadonlyArray<{ state: TargetState; count: number }> | undefined;
   now: Date;
 }
 
@@ -108,8 +115,8 @@ export type Decision =
   | { kind: 'await_approval'; wave: number }
   | { kind: 'finish_wave'; wave: number }
   | { kind: 'complete' }
-  /** Every target in one of these states gets its rollback. */
-  | { kind: 'roll_back_targets'; states: readonly TargetState[] }
+  /** Every target in one of these states gets its rollback (only the routers, when they say so). */
+  | { kind: 'roll_back_targets'; states: readonly TargetState[]; only?: 'routers' }
   | { kind: 'finish_rollback'; ok: boolean };
 
 const DONE: readonly TargetState[] = ['succeeded', 'unhealthy', 'failed'];
@@ -123,6 +130,11 @@ export function decide(s: Snapshot): Decision {
       : { kind: 'wait' };
 
   if (s.state === 'rolling_back') {
+    // Blue-green by groups: traffic goes back first, then the group it left is put back.
+    const routers = s.routers ?? [];
+    if (count(routers, (t) => ROLL_BACK_FROM.includes(t.state)) > 0)
+      return { kind: 'roll_back_targets', states: ROLL_BACK_FROM, only: 'routers' };
+    if (count(routers, (t) => MOVING.includes(t.state)) > 0) return { kind: 'wait' };
     // Every target this deployment changed goes back; a target that failed was put back by its agent.
     if (count(s.targets, (t) => ROLL_BACK_FROM.includes(t.state)) > 0)
       return { kind: 'roll_back_targets', states: ROLL_BACK_FROM };
@@ -132,7 +144,7 @@ export function decide(s: Snapshot): Decision {
 
   if (s.state !== 'running') return { kind: 'wait' };
 
-  const halt = haltReason(s);
+  const halt = s.mustHalt ?? haltReason(s);
   if (halt) return { kind: 'halt', reason: halt };
 
   const current = s.waves.find((w) => w.state !== 'succeeded');
@@ -187,7 +199,7 @@ export function haltReason(s: Pick<Snapshot, 'haltRule' | 'waves' | 'targets'>):
   return null;
 }
 
-function count(targets: ReadonlyArray<TargetCount>, which: (t: TargetCount) => boolean): number {
+function count<T extends { count: number }>(targets: ReadonlyArray<T>, which: (t: T) => boolean): number {
   let n = 0;
   for (const t of targets) if (which(t)) n += t.count;
   return n;

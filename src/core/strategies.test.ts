@@ -100,6 +100,55 @@ describe('every strategy', () => {
   });
 });
 
+describe('blue-green by two target groups', () => {
+  // web-01 router; then blue, green, blue, green …
+  const groups = (count: number) =>
+    fleet(count, (i) => ({ slot: i === 0 ? 'router' : i % 2 === 1 ? 'blue' : 'green' }));
+  const names = (result: PlanResult) => waves(result).flatMap((w) => w.targets.map((t) => t.name));
+
+  it('starts with blue: one wave of the blue targets and the routers; green is left alone', () => {
+    const result = plan('blue-green', shuffled(groups(5), 3), { groupLabel: 'slot', bakeSeconds: 30 });
+    expect(names(result)).toEqual(['web-01', 'web-02', 'web-04']);
+    expect(waves(result)[0]).toMatchObject({ name: 'blue group, then switch', bakeSeconds: 30 });
+    expect('groups' in result && result.groups).toEqual({
+      label: 'slot',
+      group: 'blue',
+      previous: null,
+      routers: ['id-005'],
+    });
+  });
+
+  it('installs into the group that does not serve', () => {
+    const result = plan('blue-green', groups(5), { groupLabel: 'slot' }, { liveGroup: 'blue' });
+    expect(names(result)).toEqual(['web-01', 'web-03', 'web-05']);
+    expect('groups' in result && result.groups).toMatchObject({ group: 'green', previous: 'blue' });
+    const back = plan('blue-green', groups(5), { groupLabel: 'slot' }, { liveGroup: 'green' });
+    expect('groups' in back && back.groups).toMatchObject({ group: 'blue', previous: 'green' });
+  });
+
+  it('names every target without a group, and why', () => {
+    const targets = groups(4).map((t, i) =>
+      i === 2 ? { ...t, labels: { slot: 'purple' } } : i === 3 ? { ...t, labels: {} } : t,
+    );
+    const why = problem(plan('blue-green', targets, { groupLabel: 'slot' }));
+    expect(why).toContain('slot=blue, slot=green or slot=router; 2 is not: web-03 (slot=purple), web-04');
+  });
+
+  it('needs a router and an idle group with targets, and takes no keep time', () => {
+    const noRouter = fleet(2, (i) => ({ slot: i === 0 ? 'blue' : 'green' }));
+    expect(problem(plan('blue-green', noRouter, { groupLabel: 'slot' }))).toContain(
+      'at least one target labelled slot=router',
+    );
+    const noGreen = fleet(2, (i) => ({ slot: i === 0 ? 'router' : 'blue' }));
+    expect(problem(plan('blue-green', noGreen, { groupLabel: 'slot' }, { liveGroup: 'blue' }))).toBe(
+      'the green group is the idle one (blue serves), and no target is labelled slot=green',
+    );
+    expect(problem(plan('blue-green', groups(3), { groupLabel: 'slot', keepSeconds: 60 }))).toContain(
+      'keepSeconds is for slots on each target',
+    );
+  });
+});
+
 describe('big-bang', () => {
   it('is one wave named all with every target, the default bake and an automatic gate', () => {
     const targets = fleet(5);

@@ -39,6 +39,32 @@ export interface StrategyOptions {
   bakeSeconds?: number | undefined;
   /** blue-green: how long the old slot keeps running after the switch, for an instant switch back */
   keepSeconds?: number | undefined;
+  /**
+   * blue-green by two target groups: the label whose value on each target is `blue` or `green` (its
+   * group) or `router` (a target that runs the package's `switch` hook to move traffic between them).
+   */
+  groupLabel?: string | undefined;
+}
+
+export type GroupName = 'blue' | 'green';
+
+/** Blue-green by two target groups: which group this deployment installs into, and who switches. */
+export interface GroupPlan {
+  label: string;
+  /** The idle group: it gets the new version; traffic moves to it once it is healthy. */
+  group: GroupName;
+  /** The group that serves now (null before the first switch): it keeps running, untouched. */
+  previous: GroupName | null;
+  /** Ids of the targets that run the switch. */
+  routers: string[];
+}
+
+/** A deployment's options as stored: what was asked and, blue-green by groups, what was planned. */
+export type StoredOptions = StrategyOptions & { groups?: GroupPlan | undefined };
+
+/** What a plan needs to know besides the targets: blue-green by groups, which group serves now. */
+export interface PlanContext {
+  liveGroup?: GroupName | null | undefined;
 }
 
 export interface PlannedWave {
@@ -50,7 +76,7 @@ export interface PlannedWave {
   canary: boolean;
 }
 
-export type PlanResult = { ok: PlannedWave[] } | { problem: string };
+export type PlanResult = { ok: PlannedWave[]; groups?: GroupPlan } | { problem: string };
 
 const byName = (a: PlanTarget, b: PlanTarget) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 const matches = (labels: Labels, selector: Labels) =>
@@ -60,6 +86,7 @@ export function plan(
   strategy: Strategy,
   targets: readonly PlanTarget[],
   options: StrategyOptions = {},
+  context: PlanContext = {},
 ): PlanResult {
   if (targets.length === 0) return { problem: 'no targets to deploy to' };
   const all = [...targets].sort(byName);
@@ -127,6 +154,7 @@ export function plan(
     case 'blue-green': {
       // One wave: every target stages the new version in its idle slot; once all are healthy
       // there, traffic switches on all of them at once. The bake follows the switch.
+      if (options.groupLabel !== undefined) return planGroups(all, options, context, bake);
       const keep = options.keepSeconds ?? 3600;
       if (!Number.isInteger(keep) || keep < 0 || keep > 30 * 24 * 3600)
         return {
@@ -146,6 +174,58 @@ export function plan(
       };
     }
   }
+}
+
+/**
+ * Blue-green by two target groups: one wave, the idle group's targets (installed and activated as
+ * usual, each checked healthy) and the routers (the package installed; once every target of the
+ * group has finished, they run its `switch` hook at once). The serving group is not touched.
+ */
+function planGroups(
+  all: PlanTarget[],
+  options: StrategyOptions,
+  context: PlanContext,
+  bake: number,
+): PlanResult {
+  const label = options.groupLabel as string;
+  if (options.keepSeconds !== undefined)
+    return {
+      problem: `keepSeconds is for slots on each target; with groups (${label}) the serving group keeps running until a later deployment makes it the idle one`,
+    };
+  const of = (value: string) => all.filter((t) => t.labels[label] === value);
+  const unlabelled = all.filter((t) => !['blue', 'green', 'router'].includes(t.labels[label] ?? ''));
+  if (unlabelled.length > 0)
+    return {
+      problem: `blue-green by groups needs every target labelled ${label}=blue, ${label}=green or ${label}=router; ${unlabelled.length} is not: ${unlabelled
+        .slice(0, 5)
+        .map((t) => (t.labels[label] === undefined ? t.name : `${t.name} (${label}=${t.labels[label]})`))
+        .join(', ')}${unlabelled.length > 5 ? ', …' : ''}`,
+    };
+  const routers = of('router');
+  if (routers.length === 0)
+    return {
+      problem: `blue-green by groups needs at least one target labelled ${label}=router to run the switch`,
+    };
+  const previous = context.liveGroup ?? null;
+  const group: GroupName = previous === 'blue' ? 'green' : 'blue';
+  const members = of(group);
+  if (members.length === 0)
+    return {
+      problem: `the ${group} group is the idle one${previous ? ` (${previous} serves)` : ''}, and no target is labelled ${label}=${group}`,
+    };
+  return {
+    ok: [
+      {
+        index: 0,
+        name: `${group} group, then switch`,
+        targets: [...members, ...routers].sort(byName),
+        bakeSeconds: bake,
+        gate: 'auto',
+        canary: false,
+      },
+    ],
+    groups: { label, group, previous, routers: routers.map((t) => t.id) },
+  };
 }
 
 function wave(

@@ -1,6 +1,7 @@
 /** Wire schemas: deployments, their plans and their progress. */
 import { type Static, Type } from '@sinclair/typebox';
 import { DEPLOYMENT_STATES } from '../core/deployments.ts';
+import { LABEL_KEY_PATTERN } from '../core/inventory.ts';
 import { STRATEGIES } from '../core/strategies.ts';
 import { Selector } from './changes.ts';
 import { Line, Nullable, Strict, Timestamp } from './common.ts';
@@ -30,6 +31,28 @@ export const StrategyOptionsSchema = Strict({
   rest: Type.Optional(Type.Integer({ minimum: 1, maximum: 50 })),
   bakeSeconds: Type.Optional(Seconds),
   keepSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 30 * 86_400 })),
+  groupLabel: Type.Optional(
+    Type.String({
+      pattern: LABEL_KEY_PATTERN,
+      description:
+        'blue-green by two target groups: the label whose value is blue or green (the group) or router (runs the switch)',
+    }),
+  ),
+});
+
+const Group = Type.Union([Type.Literal('blue'), Type.Literal('green')]);
+
+/** The options as stored: what was asked, and for blue-green by groups what Gantry worked out. */
+const StoredOptionsSchema = Type.Object({
+  ...StrategyOptionsSchema.properties,
+  groups: Type.Optional(
+    Type.Object({
+      label: Type.String(),
+      group: Group,
+      previous: Nullable(Group),
+      routers: Type.Array(Type.String(), { description: 'ids of the targets that run the switch' }),
+    }),
+  ),
 });
 
 export const OnFailureSchema = Type.Union([
@@ -85,7 +108,7 @@ export const DeploymentSchema = Type.Object({
   environment: Type.String(),
   change: Nullable(Type.String()),
   strategy: Type.String(),
-  options: StrategyOptionsSchema,
+  options: StoredOptionsSchema,
   haltRule: Type.Object({ maxFailedPercent: Type.Number(), canaryMaxFailures: Type.Integer() }),
   onFailure: OnFailureSchema,
   state: Type.Union(DEPLOYMENT_STATES.map((s) => Type.Literal(s))),

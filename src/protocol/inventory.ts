@@ -192,6 +192,8 @@ export const StepKindSchema = Type.Union([
   Type.Literal('stage'),
   /** Blue-green: move traffic to the slot where the version is staged. */
   Type.Literal('switch'),
+  /** Blue-green by two target groups, on a router: run the switch hook to move traffic to a group. */
+  Type.Literal('route'),
 ]);
 export const StepSchema = Strict({
   id: Id,
@@ -203,6 +205,19 @@ export const StepSchema = Strict({
   size: Nullable(Type.Integer({ description: 'its length in bytes (install)' })),
   keepSeconds: Type.Optional(
     Type.Integer({ description: 'switch: how long the old slot keeps running for an instant switch back' }),
+  ),
+  route: Type.Optional(
+    Strict(
+      {
+        slot: Type.Union([Type.Literal('blue'), Type.Literal('green')]),
+        previousSlot: Nullable(Type.Union([Type.Literal('blue'), Type.Literal('green')])),
+        targets: Type.Array(Type.String()),
+        previousTargets: Type.Array(Type.String()),
+      },
+      {
+        description: 'route: the group traffic moves to, the one it leaves, and the group’s healthy targets',
+      },
+    ),
   ),
   state: Type.Union([
     Type.Literal('queued'),

@@ -166,10 +166,16 @@ export async function pushWebPackage(
 export async function startEnrolledAgent(
   server: { url: string },
   env: Record<string, string>,
-  options: { name: string; dataDir: string; environment?: string },
+  options: { name: string; dataDir: string; environment?: string; labels?: Record<string, string> },
 ): Promise<LongProcess> {
   const token = await gantryJson(
-    ['agents', 'enroll-token', '--env', options.environment ?? 'production'],
+    [
+      'agents',
+      'enroll-token',
+      '--env',
+      options.environment ?? 'production',
+      ...Object.entries(options.labels ?? {}).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
+    ],
     env,
   );
   const agent = startGantry(

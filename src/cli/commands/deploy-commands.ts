@@ -10,7 +10,7 @@ import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { createParser } from 'eventsource-parser';
 import { DEPLOYMENT_STATES, FINAL_DEPLOYMENT_STATES } from '../../core/deployments.ts';
-import { parseLabels } from '../../core/inventory.ts';
+import { LABEL_KEY_PATTERN, parseLabels } from '../../core/inventory.ts';
 import { STRATEGIES, type Strategy, type StrategyOptions, type WaveSpec } from '../../core/strategies.ts';
 import type { DeploymentView } from '../../protocol/deployments.ts';
 import type { ApiClient } from '../api-client.ts';
@@ -55,7 +55,12 @@ Strategies (default rolling, one target at a time, unless --wave, --canary/--res
   blue-green every target starts the new version in its idle slot (blue or green, from the package's
              gantry.yaml) and is checked there; once all are healthy, the package's switch hook moves
              traffic on all of them at once. The old slot keeps running for --keep (default 1h), so
-             \`gantry deployments rollback DEP-…\` switches back at once
+             \`gantry deployments rollback DEP-…\` switches back at once.
+             With --groups LABEL it works on two groups of targets instead: each target labelled
+             LABEL=blue or LABEL=green, and one or more labelled LABEL=router (the load balancer's
+             host). The idle group gets the new version, each target checked healthy; then the
+             routers run the package's switch hook to move traffic to it. The serving group is not
+             touched and keeps running, so a rollback switches traffic back to it at once
 
 --wave SPEC (phased; repeat it, one per wave) is comma-separated, with exactly one of
   count=N       or just N      the next N targets (by name)
@@ -161,6 +166,7 @@ interface DeployOptions {
   rest?: string;
   bake?: string;
   keep?: string;
+  groups?: string;
   haltMaxFailed?: string;
   haltCanaryFailures?: string;
   onFailure?: string;
@@ -177,6 +183,7 @@ function strategyOf(o: DeployOptions): Strategy {
   if (o.batchSize !== undefined) implied.push(['rolling', '--batch-size']);
   if (o.maxUnavailable !== undefined) implied.push(['rolling', '--max-unavailable']);
   if (o.keep !== undefined) implied.push(['blue-green', '--keep']);
+  if (o.groups !== undefined) implied.push(['blue-green', '--groups']);
   if (o.strategy !== undefined) {
     if (!(STRATEGIES as readonly string[]).includes(o.strategy))
       throw new CliError(EXIT.usage, `--strategy must be one of ${STRATEGIES.join(', ')}.`);
@@ -224,6 +231,19 @@ export function deploymentRequest(release: string, o: DeployOptions) {
   if (o.keep !== undefined) {
     options.keepSeconds = parseSeconds(o.keep, '--keep');
     if (options.keepSeconds > 30 * 86_400) throw new CliError(EXIT.usage, '--keep may be 30 days at most.');
+  }
+  if (o.groups !== undefined) {
+    if (!new RegExp(LABEL_KEY_PATTERN).test(o.groups))
+      throw new CliError(
+        EXIT.usage,
+        '--groups names a label key (lower-case letters, digits, . _ / -), e.g. --groups slot for targets labelled slot=blue, slot=green and slot=router.',
+      );
+    if (o.keep !== undefined)
+      throw new CliError(
+        EXIT.usage,
+        '--keep is for slots on each target; with --groups the serving group keeps running until a later deployment.',
+      );
+    options.groupLabel = o.groups;
   }
   for (const seconds of [options.bakeSeconds, ...(options.waves ?? []).map((w) => w.bakeSeconds)])
     if (seconds !== undefined && seconds > 7 * 86_400)
@@ -350,6 +370,11 @@ function strategyText(d: DeploymentView): string {
   if (o.canaryPercent !== undefined) bits.push(`canary ${o.canaryPercent}%`);
   if (o.rest !== undefined) bits.push(`rest in ${o.rest}`);
   if (o.bakeSeconds !== undefined) bits.push(`bake ${formatSeconds(o.bakeSeconds)}`);
+  if (o.keepSeconds !== undefined) bits.push(`keep ${formatSeconds(o.keepSeconds)}`);
+  if (o.groups)
+    bits.push(
+      `groups by ${o.groups.label}: ${o.groups.group} gets it${o.groups.previous ? `, ${o.groups.previous} serves` : ''}`,
+    );
   return bits.length ? `${d.strategy} (${bits.join(', ')})` : d.strategy;
 }
 
@@ -830,6 +855,10 @@ export function addDeployCommands(program: Command, ctx: CliContext): void {
     .option(
       '--keep <duration>',
       'blue-green: keep the old slot running this long for an instant switch back (default 1h)',
+    )
+    .option(
+      '--groups <label>',
+      'blue-green by two target groups: the label whose values blue, green and router place each target',
     )
     .option('--halt-max-failed <percent>', 'halt when more than this % of targets failed (default 10)')
     .option('--halt-canary-failures <n>', 'halt when more than this many canary targets failed (default 0)')

@@ -1,5 +1,6 @@
 /** gantry pipeline create | list | show | run | approve: continuous delivery through environments. */
 import type { Command } from 'commander';
+import { LABEL_KEY_PATTERN } from '../../core/inventory.ts';
 import { STRATEGIES, type StrategyOptions } from '../../core/strategies.ts';
 import type { CliContext } from '../context.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
@@ -46,6 +47,7 @@ const STAGE_HELP = `
   evidence            the release's evidence must have passed before this stage deploys
   bake=DURATION       bake after each wave;  batch=N  rolling batch size;  canary=N  canary size
   keep=DURATION       blue-green: how long the old slot keeps running
+  groups=LABEL        blue-green by two target groups (LABEL=blue, LABEL=green, LABEL=router)
 Example:
   gantry pipeline create shop-cd --release-name shop \\
     --stage env=test --stage env=staging,soak=1h,template=staging-std --stage env=production,strategy=canary`;
@@ -91,10 +93,15 @@ export function parseStage(spec: string): StageView {
       case 'canary':
         options.canaryCount = wholeNumber(value, flag, 1);
         break;
+      case 'groups':
+        if (!new RegExp(LABEL_KEY_PATTERN).test(value))
+          throw new CliError(EXIT.usage, `${flag}=${value}: name a label key, e.g. groups=slot.`);
+        options.groupLabel = value;
+        break;
       default:
         throw new CliError(
           EXIT.usage,
-          `--stage '${spec}': unknown part '${key}' (known: env, strategy, soak, template, evidence, bake, batch, canary, keep).`,
+          `--stage '${spec}': unknown part '${key}' (known: env, strategy, soak, template, evidence, bake, batch, canary, keep, groups).`,
         );
     }
   }

@@ -612,6 +612,12 @@ export const MIGRATIONS: Record<string, Migration> = {
         .execute();
     },
   },
+  '0011-step-route': {
+    async up(db: AnyDb) {
+      // Blue-green by two target groups: where a router's switch moves traffic.
+      await db.schema.alterTable('steps').addColumn('route', 'text').execute();
+    },
+  },
 };
 
 class InCodeMigrationProvider implements MigrationProvider {

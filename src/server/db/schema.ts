@@ -212,6 +212,8 @@ export interface StepsTable {
   size: number | string | null;
   /** switch (blue-green): seconds the old slot keeps running for an instant switch back. */
   keep_seconds?: number | null;
+  /** route (blue-green by groups): JSON of where traffic moves — group, group before, targets. */
+  route?: string | null;
   /** queued | running | succeeded | failed */
   state: string;
   message: string | null;

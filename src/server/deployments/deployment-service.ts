@@ -16,7 +16,13 @@ import {
 } from '../../core/deployments.ts';
 import { GantryError } from '../../core/errors.ts';
 import { type Labels, standardsProblems } from '../../core/inventory.ts';
-import { plan, type Strategy, type StrategyOptions } from '../../core/strategies.ts';
+import {
+  type GroupName,
+  plan,
+  type StoredOptions,
+  type Strategy,
+  type StrategyOptions,
+} from '../../core/strategies.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import type { ChangeService } from '../changes/change-service.ts';
 import { findChange, instantsOf } from '../changes/change-service.ts';
@@ -156,10 +162,13 @@ export class DeploymentService {
         excluded.push({ target: t.name, reason: `platform standards: ${problems.join('; ')}` });
       return problems.length === 0;
     });
+    const groupLabel = input.strategy === 'blue-green' ? input.options?.groupLabel : undefined;
+    const liveGroup = groupLabel ? await servingGroup(db, env.id, groupLabel) : null;
     const planned = plan(
       input.strategy,
       eligible.map((t) => ({ id: t.id, name: t.name, labels: JSON.parse(t.labels) as Labels })),
       input.options ?? {},
+      { liveGroup },
     );
     if ('problem' in planned)
       throw new GantryError(
@@ -170,6 +179,12 @@ export class DeploymentService {
     const haltRule = { ...DEFAULT_HALT_RULE, ...(input.haltRule ?? {}) };
 
     const id = await inTransaction(this.deps, actorOf(by), async (uow) => {
+      // Blue-green by groups: a deployment that ended since the plan may have moved the traffic.
+      if (groupLabel && (await servingGroup(uow.db, env.id, groupLabel)) !== liveGroup)
+        throw new GantryError(
+          'CONFLICT',
+          `Traffic in ${env.name} moved to another group while this deployment was planned; create it again.`,
+        );
       const targetIds = planned.ok.flatMap((w) => w.targets.map((t) => t.id));
       const busy = await uow.db
         .selectFrom('deployment_targets as dt')
@@ -213,7 +228,10 @@ export class DeploymentService {
         environment_id: env.id,
         change_id: changeRow?.id ?? null,
         strategy: input.strategy,
-        options: JSON.stringify(input.options ?? {}),
+        options: JSON.stringify({
+          ...(input.options ?? {}),
+          ...(planned.groups ? { groups: planned.groups } : {}),
+        } satisfies StoredOptions),
         halt_rule: JSON.stringify(haltRule),
         on_failure: input.onFailure ?? 'rollback',
         state: scheduledFor ? 'scheduled' : 'running',
@@ -458,7 +476,7 @@ export class DeploymentService {
       environment: env.name,
       change: change ? `CHG-${change.number}` : null,
       strategy: d.strategy,
-      options: JSON.parse(d.options) as StrategyOptions,
+      options: JSON.parse(d.options) as StoredOptions,
       haltRule: JSON.parse(d.halt_rule) as HaltRule,
       onFailure: d.on_failure as OnFailure,
       state: d.state as DeploymentState,
@@ -567,4 +585,28 @@ export async function changeTransition(
     subject: `change:${changeId}`,
     details: { number: `CHG-${row.number}`, from: row.state, to: moved.to, reason },
   });
+}
+
+/**
+ * Blue-green by groups: the group that serves in an environment — the one the last deployment by
+ * this label that succeeded moved traffic to (a rolled-back one moved it back) — or null before any.
+ */
+async function servingGroup(
+  db: Kysely<Tables>,
+  environmentId: string,
+  label: string,
+): Promise<GroupName | null> {
+  const done = await db
+    .selectFrom('deployments')
+    .select('options')
+    .where('environment_id', '=', environmentId)
+    .where('strategy', '=', 'blue-green')
+    .where('state', '=', 'succeeded')
+    .orderBy('number', 'desc')
+    .execute();
+  for (const d of done) {
+    const groups = (JSON.parse(d.options) as StoredOptions).groups;
+    if (groups?.label === label) return groups.group;
+  }
+  return null;
 }

@@ -21,6 +21,8 @@ import {
   type Snapshot,
   type TargetState,
 } from '../../core/deployments.ts';
+import type { Labels } from '../../core/inventory.ts';
+import type { StoredOptions } from '../../core/strategies.ts';
 import type { AuditRecord } from '../audit/audit-log.ts';
 import type { ChangeService } from '../changes/change-service.ts';
 import type { Clock } from '../clock.ts';
@@ -67,6 +69,7 @@ const RUNNING_STATE = {
   activate: 'activating',
   stage: 'staging',
   switch: 'switching',
+  route: 'switching',
 } as const;
 
 export class DeploymentEngine {
@@ -405,13 +408,14 @@ export class DeploymentEngine {
       .execute();
     if (found.length === 0) return false;
     const packages = await packagesFor(uow, d);
-    const ops = stepsFor(d, packages);
+    const opsOf = stepsOf(d, packages);
     // Rolling back, aborted or frozen: what is in flight finishes, nothing new starts.
     const stopping = d.state === 'aborted' || d.state === 'frozen' || d.state === 'rolling_back';
     const batch = new TargetBatch(this.deps.steps, uow.now.toISOString());
-    const queue = (t: DeploymentTargetsTable, kind: StepKind, op: (typeof ops)[number]) =>
+    const queue = (t: DeploymentTargetsTable, kind: StepKind, op: Package) =>
       batch.step(this.stepInput(d, t, kind, op, wake));
     for (const { step_state: stepState, step_message: stepMessage, ...t } of found) {
+      const ops = opsOf(t.target_id);
       let { state, progress, message } = t;
       let stepId: string | null | StepRef = t.step_id;
       let activated = JSON.parse(t.activated) as string[];
@@ -449,11 +453,11 @@ export class DeploymentEngine {
         } else {
           const done = ops[progress];
           // A staged version counts as changed: rolling back stops it in its slot.
-          if ((done?.kind === 'activate' || done?.kind === 'stage') && !activated.includes(done.component))
+          if (done && done.kind !== 'install' && !activated.includes(done.component))
             activated = [...activated, done.component];
           progress += 1;
           const op = ops[progress];
-          if (op?.kind === 'switch' && done?.kind === 'stage') {
+          if ((op?.kind === 'switch' || op?.kind === 'route') && done?.kind !== op.kind) {
             // Blue-green: wait here until every target of the wave has staged (`switch_wave`).
             state = 'staged';
             message = step.message;
@@ -505,7 +509,9 @@ export class DeploymentEngine {
         .groupBy(['wave_index', 'state'])
         .execute(),
     ]);
+    const groups = await this.groupFacts(uow, d);
     return {
+      ...groups,
       state: d.state as Snapshot['state'],
       scheduledFor: d.scheduled_for ? new Date(d.scheduled_for) : null,
       haltRule: JSON.parse(d.halt_rule) as HaltRule,
@@ -524,6 +530,41 @@ export class DeploymentEngine {
         count: Number(t.n),
       })),
       now: uow.now,
+    };
+  }
+
+  /**
+   * Blue-green by groups: traffic must never be switched to a group with no healthy target, nor be
+   * left split or unknown because a router's switch failed — whatever share the halt rule allows.
+   */
+  private async groupFacts(
+    uow: UnitOfWork,
+    d: DeploymentsTable,
+  ): Promise<Pick<Snapshot, 'mustHalt' | 'routers'>> {
+    const groups = storedOptions(d).groups;
+    if (!groups) return {};
+    const targets = await uow.db
+      .selectFrom('deployment_targets')
+      .select(['target_id', 'target_name', 'state'])
+      .where('deployment_id', '=', d.id)
+      .execute();
+    const routers = targets.filter((t) => groups.routers.includes(t.target_id));
+    const members = targets.filter((t) => !groups.routers.includes(t.target_id));
+    const failed = routers.filter((t) => t.state === 'failed');
+    const mustHalt =
+      d.state !== 'running'
+        ? null
+        : failed.length > 0
+          ? `the switch failed on ${failed.map((t) => t.target_name).join(', ')}`
+          : members.every((t) => t.state === 'failed' || t.state === 'unhealthy')
+            ? `no target of the ${groups.group} group is healthy: traffic stays on ${groups.previous ?? 'what served before'}`
+            : null;
+    return {
+      mustHalt,
+      routers: routers.map((t) => ({
+        state: (t.state === 'retry' ? 'installing' : t.state) as TargetState,
+        count: 1,
+      })),
     };
   }
 
@@ -614,20 +655,48 @@ export class DeploymentEngine {
         return;
       }
       case 'switch_wave': {
-        // Blue-green: every target has staged (or failed): traffic moves on all of them now.
-        const ops = stepsFor(d, await packagesFor(uow, d));
-        const staged = await uow.db
+        // Blue-green: every target has staged (or failed): traffic moves on all of them now. By
+        // groups, the routers switch it to the group's targets that are healthy.
+        const opsOf = stepsOf(d, await packagesFor(uow, d));
+        const wave = await uow.db
           .selectFrom('deployment_targets')
           .selectAll()
           .where('deployment_id', '=', d.id)
           .where('wave_index', '=', decision.wave)
-          .where('state', '=', 'staged')
+          .where('state', 'in', ['staged', 'succeeded'])
+          .orderBy('target_name')
           .execute();
+        const staged = wave.filter((t) => t.state === 'staged');
+        const groups = storedOptions(d).groups;
+        const route = groups
+          ? {
+              slot: groups.group,
+              previousSlot: groups.previous,
+              targets: wave.filter((t) => !groups.routers.includes(t.target_id)).map((t) => t.target_name),
+              // Where a rollback sends traffic back: the serving group's targets, by their label.
+              previousTargets: groups.previous
+                ? (
+                    await uow.db
+                      .selectFrom('targets')
+                      .select(['name', 'labels'])
+                      .where('environment_id', '=', d.environment_id)
+                      .where('retired_at', 'is', null)
+                      .orderBy('name')
+                      .execute()
+                  )
+                    .filter((t) => (JSON.parse(t.labels) as Labels)[groups.label] === groups.previous)
+                    .map((t) => t.name)
+                : [],
+            }
+          : undefined;
         const batch = new TargetBatch(this.deps.steps, now);
         for (const t of staged) {
-          const op = ops[t.progress];
-          if (op?.kind !== 'switch') continue;
-          batch.set(t, { state: 'switching', step_id: batch.step(this.stepInput(d, t, 'switch', op, wake)) });
+          const op = opsOf(t.target_id)[t.progress];
+          if (op?.kind !== 'switch' && op?.kind !== 'route') continue;
+          batch.set(t, {
+            state: 'switching',
+            step_id: batch.step(this.stepInput(d, t, op.kind, op, wake, route)),
+          });
         }
         await batch.write(uow);
         await uow.audit({
@@ -716,17 +785,30 @@ export class DeploymentEngine {
       }
       case 'roll_back_targets': {
         const packages = await packagesFor(uow, d);
-        const targets = await uow.db
-          .selectFrom('deployment_targets')
-          .selectAll()
-          .where('deployment_id', '=', d.id)
-          .where('state', 'in', [...decision.states])
-          .execute();
+        const groups = storedOptions(d).groups;
+        const routers = groups?.routers ?? [];
+        const targets = (
+          await uow.db
+            .selectFrom('deployment_targets')
+            .selectAll()
+            .where('deployment_id', '=', d.id)
+            .where('state', 'in', [...decision.states])
+            .execute()
+        ).filter((t) => decision.only !== 'routers' || routers.includes(t.target_id));
         const batch = new TargetBatch(this.deps.steps, now);
         for (const t of targets) {
-          const order = [...(JSON.parse(t.activated) as string[])].reverse();
+          const activated = JSON.parse(t.activated) as string[];
+          const order = [...activated].reverse();
           const first = packages.find((p) => p.component === order[0]);
+          const before = JSON.parse(t.before) as Record<string, string | null>;
           if (!first) batch.set(t, { state: 'rolled_back' });
+          else if (groups && !routers.includes(t.target_id) && activated.every((c) => !before[c]))
+            // By groups, a target of the idle group that ran nothing before has nothing to go back
+            // to: traffic has left it (the routers went first), so it stays, idle.
+            batch.set(t, {
+              state: 'rolled_back',
+              message: `nothing ran here before; ${t.target_name} keeps ${activated.join(', ')} of this deployment, idle: traffic stays on the ${groups.previous ?? 'other'} group`,
+            });
           else
             batch.set(t, {
               state: 'rolling_back',
@@ -774,6 +856,7 @@ export class DeploymentEngine {
     kind: StepKind,
     op: Package,
     wake: Set<string>,
+    route?: EnqueueInput['route'],
   ): EnqueueInput {
     wake.add(t.target_id);
     return {
@@ -785,9 +868,8 @@ export class DeploymentEngine {
       version: op.version,
       digest: kind === 'install' ? op.digest : null,
       size: kind === 'install' ? op.size : null,
-      ...(kind === 'switch'
-        ? { keepSeconds: (JSON.parse(d.options) as { keepSeconds?: number }).keepSeconds }
-        : {}),
+      ...(kind === 'switch' ? { keepSeconds: storedOptions(d).keepSeconds } : {}),
+      ...(kind === 'route' ? { route } : {}),
       requestedBy: `deployment:DEP-${d.number}`,
       reference: `deployment:${d.id}`,
     };
@@ -859,22 +941,31 @@ async function packagesFor(uow: UnitOfWork, d: Pick<DeploymentsTable, 'release_i
   return packagesOf(uow.db, JSON.parse(release.components));
 }
 
+function storedOptions(d: Pick<DeploymentsTable, 'options'>): StoredOptions {
+  return JSON.parse(d.options) as StoredOptions;
+}
+
+type Op = { kind: 'install' | 'activate' | 'stage' | 'switch' | 'route' } & Package;
+
 /**
- * The steps each target runs, in order: every package installed, then activated — or, blue-green,
- * installed, staged in the idle slot, and (once every target has staged) switched.
+ * The steps a target runs, in order, by its id: every package installed, then activated — or,
+ * blue-green, installed, staged in the idle slot, and (once every target has staged) switched. By
+ * groups, the idle group's targets install and activate; the routers install, then (once every
+ * target of the group has finished) run the package's switch hook.
  */
-function stepsFor(
-  d: Pick<DeploymentsTable, 'strategy'>,
+function stepsOf(
+  d: Pick<DeploymentsTable, 'strategy' | 'options'>,
   packages: Package[],
-): Array<{ kind: 'install' | 'activate' | 'stage' | 'switch' } & Package> {
-  const then =
-    d.strategy === 'blue-green'
-      ? [
-          ...packages.map((p) => ({ kind: 'stage' as const, ...p })),
-          ...packages.map((p) => ({ kind: 'switch' as const, ...p })),
-        ]
-      : packages.map((p) => ({ kind: 'activate' as const, ...p }));
-  return [...packages.map((p) => ({ kind: 'install' as const, ...p })), ...then];
+): (targetId: string) => Op[] {
+  const each = (kind: Op['kind']) => packages.map((p) => ({ kind, ...p }));
+  const groups = d.strategy === 'blue-green' ? storedOptions(d).groups : undefined;
+  const plain = [...each('install'), ...each('activate')];
+  if (groups) {
+    const router = [...each('install'), ...each('route')];
+    return (targetId) => (groups.routers.includes(targetId) ? router : plain);
+  }
+  const ops = d.strategy === 'blue-green' ? [...each('install'), ...each('stage'), ...each('switch')] : plain;
+  return () => ops;
 }
 
 /** A step queued in a `TargetBatch`, by its place there; its id is known once the batch is written. */

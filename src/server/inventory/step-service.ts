@@ -22,7 +22,16 @@ import type { InventoryService } from './inventory-service.ts';
 import { recordActivation } from './ledger-service.ts';
 
 /** `logs` asks the agent for the last lines of a component's log (its service's output). */
-export const STEP_KINDS = ['install', 'activate', 'rollback', 'remove', 'logs', 'stage', 'switch'] as const;
+export const STEP_KINDS = [
+  'install',
+  'activate',
+  'rollback',
+  'remove',
+  'logs',
+  'stage',
+  'switch',
+  'route',
+] as const;
 export type StepKind = (typeof STEP_KINDS)[number];
 
 export interface Step {
@@ -33,11 +42,25 @@ export interface Step {
   version: string | null;
   digest: string | null;
   size: number | null;
+  keepSeconds?: number;
+  route?: StepRoute;
   state: 'queued' | 'running' | 'succeeded' | 'failed';
   message: string | null;
   requestedBy: string;
   createdAt: string;
   updatedAt: string;
+}
+
+/** Blue-green by groups: where a router's `route` step moves traffic. */
+export interface StepRoute {
+  /** The group that takes traffic now. */
+  slot: 'blue' | 'green';
+  /** The group that served before (null before the first switch). */
+  previousSlot: 'blue' | 'green' | null;
+  /** The names of the group's targets that are healthy, for the switch hook. */
+  targets: string[];
+  /** The names of the targets of the group that served before (where a rollback sends traffic). */
+  previousTargets: string[];
 }
 
 export interface EnqueueInput {
@@ -49,6 +72,7 @@ export interface EnqueueInput {
   digest: string | null;
   size: number | null;
   keepSeconds?: number | undefined;
+  route?: StepRoute | undefined;
   requestedBy: string;
   reference: string;
 }
@@ -171,6 +195,7 @@ export class StepService {
       digest: input.digest,
       size: input.size,
       keep_seconds: input.keepSeconds ?? null,
+      route: input.route ? JSON.stringify(input.route) : null,
       state: 'queued',
       message: null,
       requested_by: input.requestedBy,
@@ -562,6 +587,7 @@ const STEP_COLUMNS = sql.raw(
     'digest',
     'size',
     'keep_seconds',
+    'route',
     'state',
     'message',
     'requested_by',
@@ -608,6 +634,7 @@ function toStep(row: StepsTable, target: string): Step {
     ...(row.keep_seconds !== null && row.keep_seconds !== undefined
       ? { keepSeconds: Number(row.keep_seconds) }
       : {}),
+    ...(row.route ? { route: JSON.parse(row.route) as StepRoute } : {}),
     state: row.state as Step['state'],
     message: row.message,
     requestedBy: row.requested_by,
