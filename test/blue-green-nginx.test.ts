@@ -7,24 +7,26 @@
  * the deployment before anything switches; a kept slot is stopped when its time is up, and a
  * rollback after that starts it again before switching. On SQLite and on PostgreSQL.
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTarGz } from './helpers/archives.ts';
-import { get, killByPidFiles, NGINX, requireNginx, startNginx } from './helpers/nginx.ts';
+import { get, NGINX, requireNginx, startNginx } from './helpers/nginx.ts';
 import {
   apiOf,
   deploymentEnded,
   eventually,
   gantryJson,
+  killLeftovers,
   type LongProcess,
+  pushRelease,
   type ServerProcess,
   startEnrolledAgent,
   startServer,
 } from './helpers/processes.ts';
-import { createPostgresSchema, postgresUrl, urlWithSchema } from './helpers/test-databases.ts';
+import { SERVER_DATABASES, serverDatabase } from './helpers/test-databases.ts';
 
 const TOKEN = `gnt_bluegreen_${'b'.repeat(40)}`;
 const NAMES = ['web-1', 'web-2'];
@@ -105,13 +107,10 @@ function slotAnswer(dataDir: string, slot: 'blue' | 'green'): Promise<string | n
   });
 }
 
-// On SQLite, and again on PostgreSQL when TEST_DATABASE_URL is set.
-const DATABASES = ['sqlite', ...(postgresUrl ? ['postgres'] : [])] as const;
-
-for (const database of DATABASES)
+for (const database of SERVER_DATABASES)
   describe(`blue-green through a real nginx on ${database}`, () => {
     let dir: string;
-    let schema: { schema: string; drop(): Promise<void> } | undefined;
+    let db: Awaited<ReturnType<typeof serverDatabase>> | undefined;
     let server: ServerProcess;
     const agents: LongProcess[] = [];
     const ports: Record<string, number> = {};
@@ -138,11 +137,11 @@ for (const database of DATABASES)
     beforeAll(async () => {
       requireNginx();
       dir = mkdtempSync(path.join(os.tmpdir(), 'gantry-bg-'));
-      if (database === 'postgres') schema = await createPostgresSchema(postgresUrl as string);
+      db = await serverDatabase(database);
       server = await startServer(['--data-dir', path.join(dir, 'server'), '--port', '0'], {
         GANTRY_BOOTSTRAP_ADMIN_TOKEN: TOKEN,
         GANTRY_HEARTBEAT_SECONDS: '1',
-        ...(schema ? { GANTRY_DATABASE_URL: urlWithSchema(postgresUrl as string, schema.schema) } : {}),
+        ...db.env,
       });
       env = { GANTRY_URL: server.url, GANTRY_TOKEN: TOKEN };
       await gantryJson(['env', 'create', 'production'], env);
@@ -151,31 +150,20 @@ for (const database of DATABASES)
         ports[name] = await startNginx(path.join(agentDir(name), 'nginx'));
         agents.push(await startEnrolledAgent(server, env, { name, dataDir: agentDir(name) }));
       }
-      for (const version of ['1.0.0', '2.0.0', '3.0.0']) {
-        const file = path.join(dir, `web-${version}.tar.gz`);
-        writeFileSync(file, webPackage(version));
-        await gantryJson(['artifact', 'push', file, '--component', 'web', '--version', version], env);
-        const made = await api('POST', '/api/v1/releases', {
+      for (const version of ['1.0.0', '2.0.0', '3.0.0'])
+        await pushRelease(dir, env, {
           name: 'shop',
+          component: 'web',
           version,
-          components: [{ component: 'web', version }],
+          archive: webPackage(version),
         });
-        expect(made.status).toBe(201);
-      }
     }, 120_000);
 
     afterAll(async () => {
       for (const a of agents) await a.stop('SIGKILL');
-      // The slot services and nginx outlive a killed agent: stop them by their pid files.
-      for (const name of NAMES) {
-        const run = path.join(agentDir(name), 'run');
-        killByPidFiles([
-          path.join(agentDir(name), 'nginx', 'nginx.pid'),
-          ...(existsSync(run) ? readdirSync(run).map((f) => path.join(run, f)) : []),
-        ]);
-      }
+      killLeftovers(NAMES.map(agentDir));
       await server?.stop('SIGKILL');
-      await schema?.drop();
+      await db?.drop();
       rmSync(dir, { recursive: true, force: true });
     });
 

@@ -15,8 +15,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   eventually,
   gantryJson,
+  healthCheckedPackage,
   type LongProcess,
-  pushWebPackage,
+  pushRelease,
   runGantry,
   type ServerProcess,
   startEnrolledAgent,
@@ -44,8 +45,8 @@ describe('deployments through the CLI with real agents', () => {
     const releases = (async () => {
       // The health check fails where the agent's data directory holds a file named `unhealthy`.
       for (const version of ['1.0.0', '2.0.0', '3.0.0']) {
-        await pushWebPackage(dir, env, version);
-        await gantryJson(['release', 'create', `shop@${version}`, '--component', `web=${version}`], env);
+        const archive = healthCheckedPackage(version);
+        await pushRelease(dir, env, { name: 'shop', component: 'web', version, archive });
       }
     })();
     const enrolled = Promise.all(

@@ -15,24 +15,22 @@ import {
   deploymentEnded,
   eventually,
   gantryJson,
+  healthCheckedPackage,
   type LongProcess,
-  pushWebPackage,
+  pushRelease,
   type ServerProcess,
   startEnrolledAgent,
   startServer,
 } from './helpers/processes.ts';
-import { createPostgresSchema, postgresUrl, urlWithSchema } from './helpers/test-databases.ts';
+import { SERVER_DATABASES, serverDatabase } from './helpers/test-databases.ts';
 
 const TOKEN = `gnt_deploy_${'d'.repeat(40)}`;
 const NAMES = ['web-1', 'web-2', 'web-3'];
 
-// Every test on SQLite, and again on PostgreSQL when TEST_DATABASE_URL is set.
-const DATABASES = ['sqlite', ...(postgresUrl ? ['postgres'] : [])] as const;
-
-for (const database of DATABASES)
+for (const database of SERVER_DATABASES)
   describe(`deployments driven by the engine with real agents on ${database}`, () => {
     let dir: string;
-    let schema: { schema: string; drop(): Promise<void> } | undefined;
+    let db: Awaited<ReturnType<typeof serverDatabase>> | undefined;
     let databaseEnv: Record<string, string> = {};
     let server: ServerProcess;
     const agents: LongProcess[] = [];
@@ -55,10 +53,8 @@ for (const database of DATABASES)
 
     beforeAll(async () => {
       dir = mkdtempSync(path.join(os.tmpdir(), 'gantry-deploy-'));
-      if (database === 'postgres') {
-        schema = await createPostgresSchema(postgresUrl as string);
-        databaseEnv = { GANTRY_DATABASE_URL: urlWithSchema(postgresUrl as string, schema.schema) };
-      }
+      db = await serverDatabase(database);
+      databaseEnv = db.env;
       await startServerProcess();
       env = { GANTRY_URL: server.url, GANTRY_TOKEN: TOKEN };
       await gantryJson(['env', 'create', 'production'], env);
@@ -66,23 +62,15 @@ for (const database of DATABASES)
         agents.push(await startEnrolledAgent(server, env, { name, dataDir: agentDir(name) }));
       // The health check fails where the agent's data directory holds a file named `unhealthy`.
       for (const version of ['1.0.0', '2.0.0', '3.0.0']) {
-        await pushWebPackage(dir, env, version);
-        expect(
-          (
-            await api('POST', '/api/v1/releases', {
-              name: 'shop',
-              version,
-              components: [{ component: 'web', version }],
-            })
-          ).status,
-        ).toBe(201);
+        const archive = healthCheckedPackage(version);
+        await pushRelease(dir, env, { name: 'shop', component: 'web', version, archive });
       }
     }, 120_000);
 
     afterAll(async () => {
       for (const a of agents) await a.stop('SIGKILL');
       await server?.stop('SIGKILL');
-      await schema?.drop();
+      await db?.drop();
       rmSync(dir, { recursive: true, force: true });
     });
 

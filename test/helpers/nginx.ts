@@ -3,7 +3,7 @@
  * upstream file that a package's `switch` hook rewrites and reloads, and plain GETs through it.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { createServer } from 'node:net';
 import path from 'node:path';
@@ -76,16 +76,4 @@ export async function startNginx(conf: string): Promise<number> {
   nginx.unref();
   await eventually(async () => ((await get(port)).status === 502 ? true : undefined));
   return port;
-}
-
-/** Kills what pid files name (nginx, and services that outlive a killed agent), with their groups. */
-export function killByPidFiles(files: string[]): void {
-  for (const file of files) {
-    if (!existsSync(file)) continue;
-    const pid = Number(readFileSync(file, 'utf8').trim().split(' ')[0]);
-    for (const p of [-pid, pid])
-      try {
-        process.kill(p, 'SIGKILL');
-      } catch {}
-  }
 }

@@ -3,7 +3,7 @@
  * user runs them.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { makeTarGz } from './archives.ts';
 
@@ -143,23 +143,52 @@ export async function gantryJson(
 }
 
 /**
- * Pushes `web` VERSION to the media library through the CLI: a package whose health check fails
- * on a target whose agent's data directory holds a file named `unhealthy`.
+ * A package whose health check fails on a target whose agent's data directory holds a file named
+ * `unhealthy`, and whose `index.html` names its version.
  */
-export async function pushWebPackage(
+export function healthCheckedPackage(version: string): Buffer {
+  return makeTarGz({
+    'gantry.yaml': 'health:\n  command: test ! -e ../../../unhealthy\n  retries: 1\n  interval: 1\n',
+    'index.html': `web ${version}`,
+  });
+}
+
+/** Pushes `archive` as `component` `version`, and makes the release `name@version` of it alone. */
+export async function pushRelease(
   dir: string,
-  env: Record<string, string | undefined>,
-  version: string,
+  env: Record<string, string>,
+  release: { name: string; component: string; version: string; archive: Buffer },
 ): Promise<void> {
-  const file = path.join(dir, `web-${version}.tar.gz`);
-  writeFileSync(
-    file,
-    makeTarGz({
-      'gantry.yaml': 'health:\n  command: test ! -e ../../../unhealthy\n  retries: 1\n  interval: 1\n',
-      'index.html': `web ${version}`,
-    }),
+  const { name, component, version } = release;
+  const file = path.join(dir, `${component}-${version}.tar.gz`);
+  writeFileSync(file, release.archive);
+  await gantryJson(['artifact', 'push', file, '--component', component, '--version', version], env);
+  await gantryJson(
+    ['release', 'create', `${name}@${version}`, '--component', `${component}=${version}`],
+    env,
   );
-  await gantryJson(['artifact', 'push', file, '--component', 'web', '--version', version], env);
+}
+
+/**
+ * Kills what the agents of these data directories started and a killed agent leaves running
+ * (services by their pid files in `run/`, an nginx by `nginx/nginx.pid`), with their groups.
+ */
+export function killLeftovers(dataDirs: string[]): void {
+  for (const dataDir of dataDirs) {
+    const run = path.join(dataDir, 'run');
+    const files = [
+      path.join(dataDir, 'nginx', 'nginx.pid'),
+      ...(existsSync(run) ? readdirSync(run).map((f) => path.join(run, f)) : []),
+    ];
+    for (const file of files) {
+      if (!existsSync(file)) continue;
+      const pid = Number(readFileSync(file, 'utf8').trim().split(' ')[0]);
+      for (const p of [-pid, pid])
+        try {
+          process.kill(p, 'SIGKILL');
+        } catch {}
+    }
+  }
 }
 
 /** Makes an enrollment token for `environment`, starts an agent with it, and waits until its target is online. */

@@ -72,3 +72,20 @@ async function openPostgres(url: string): Promise<TestDatabase> {
     },
   };
 }
+
+/** The databases a test of real server processes runs on: SQLite, and PostgreSQL when it is set. */
+export const SERVER_DATABASES = ['sqlite', ...(postgresUrl ? ['postgres'] : [])] as ReadonlyArray<
+  'sqlite' | 'postgres'
+>;
+
+/**
+ * What a server process needs to run on `kind`: nothing more for SQLite (it lives in the data
+ * directory), or the URL of a fresh PostgreSQL schema; `drop` removes that schema afterwards.
+ */
+export async function serverDatabase(
+  kind: 'sqlite' | 'postgres',
+): Promise<{ env: Record<string, string>; drop(): Promise<void> }> {
+  if (kind === 'sqlite' || !postgresUrl) return { env: {}, drop: async () => {} };
+  const schema = await createPostgresSchema(postgresUrl);
+  return { env: { GANTRY_DATABASE_URL: urlWithSchema(postgresUrl, schema.schema) }, drop: schema.drop };
+}
