@@ -78,7 +78,10 @@ export async function runServer(config: ServerConfig): Promise<RunningServer> {
     heartbeatSeconds: config.heartbeatSeconds,
   });
   try {
-    await app.listen({ host: config.host, port: config.port });
+    // A fleet's agents reconnect together (a server restart, a network blip): Node's default
+    // backlog of 511 overflows with thousands of them, and the rest wait for SYN retries. The
+    // kernel caps this at net.core.somaxconn.
+    await app.listen({ host: config.host, port: config.port, backlog: 4096 });
   } catch (error) {
     await app.close();
     await blobs.close();
