@@ -5,7 +5,9 @@
  * upstream at the group's targets and reloads. The idle group gets the new version while the other
  * serves; traffic then moves with no failed request; the group left keeps running, so a rollback
  * moves traffic straight back; a version unhealthy on one target of the idle group halts before
- * traffic moves. On SQLite and on PostgreSQL.
+ * traffic moves. Where traffic goes is known from what the routers did — also after an abort, or
+ * a switch that failed and could not switch back (then a person says which group serves) — and
+ * only the newest deployment can be rolled back. On SQLite and on PostgreSQL.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -17,10 +19,12 @@ import { get, NGINX, requireNginx, startNginx } from './helpers/nginx.ts';
 import {
   apiOf,
   deploymentEnded,
+  eventually,
   gantryJson,
   killLeftovers,
   type LongProcess,
   pushRelease,
+  runGantry,
   type ServerProcess,
   startEnrolledAgent,
   startServer,
@@ -83,6 +87,7 @@ function webPackage(version: string): Buffer {
     'switch.sh': [
       'set -e',
       'data=$(cd ../../.. && pwd)',
+      'if [ -e "$data/switch-fails" ]; then echo "the load balancer refused the change" >&2; exit 1; fi',
       'parent=$(dirname "$data")',
       '{ printf "upstream app {\\n"; for t in $GANTRY_SLOT_TARGETS; do printf "  server unix:%s/%s/web.sock;\\n" "$parent" "$t"; done; printf "}\\n"; } > "$data/nginx/upstream.conf.tmp"',
       'mv "$data/nginx/upstream.conf.tmp" "$data/nginx/upstream.conf"',
@@ -274,4 +279,94 @@ for (const database of SERVER_DATABASES)
       // web-g1 is back on what it ran before this deployment (2.0.0, idle).
       expect(await direct(agentDir('web-g1'))).toBe('2.0.0 web-g1');
     }, 60_000);
+
+    const deployGroups = (version: string, ...more: string[]) =>
+      runGantry(
+        [
+          'deploy',
+          `shop@${version}`,
+          '--env',
+          'production',
+          '--strategy',
+          'blue-green',
+          '--groups',
+          'slot',
+          ...more,
+          '--json',
+        ],
+        { env },
+      );
+    const lbState = async (id: string) =>
+      (await api('GET', `/api/v1/deployments/${id}`)).body.waves[0].targets.find(
+        (t: { name: string }) => t.name === 'lb',
+      ) as { state: string; message: string };
+
+    it('aborted while it bakes after the switch: the next deployment knows the group it left serving', async () => {
+      rmSync(path.join(agentDir('web-g2'), 'unhealthy-3.0.0'));
+      const started = await deployGroups('3.0.0', '--bake', '10m');
+      expect(started.code, started.stderr).toBe(0);
+      const d = JSON.parse(started.stdout);
+      await eventually(async () => ((await lbState(d.id)).state === 'succeeded' ? true : undefined), 40_000);
+      await gantryJson(['deployments', 'abort', d.number, '--reason', 'stop here'], env);
+      expect(await served()).toEqual(['3.0.0 web-g1', '3.0.0 web-g2']);
+      // Green serves: the next deployment goes to blue, and a rollback of it would go back to green.
+      const next = await gantryJson(
+        ['deploy', 'shop@2.0.0', '--env', 'production', '--strategy', 'blue-green', '--groups', 'slot'],
+        env,
+      );
+      expect(next.options.groups).toMatchObject({
+        group: 'blue',
+        previous: 'green',
+        previousTargets: ['web-g1', 'web-g2'],
+      });
+      const done = await finished(next.id);
+      expect(done.state, JSON.stringify(done)).toBe('succeeded');
+      expect(await served()).toEqual(['2.0.0 web-b1', '2.0.0 web-b2']);
+    }, 90_000);
+
+    it('only the newest deployment by the label can be rolled back', async () => {
+      const list = await gantryJson(['deployments', 'list'], env);
+      const first = list.deployments.at(-1) as { number: string; state: string };
+      expect(first.state).toBe('succeeded');
+      const refused = await runGantry(['deployments', 'rollback', first.number, '--json'], { env });
+      expect(refused.code).not.toBe(0);
+      expect(refused.stdout + refused.stderr).toContain(
+        'is not the newest blue-green deployment of shop by slot',
+      );
+      expect(await served()).toEqual(['2.0.0 web-b1', '2.0.0 web-b2']);
+    });
+
+    it('a switch that fails and cannot switch back pauses it; traffic is then unknown until a person says where it goes', async () => {
+      writeFileSync(path.join(agentDir('lb'), 'switch-fails'), '');
+      const started = await deployGroups('3.0.0', '--on-failure', 'pause');
+      expect(started.code, started.stderr).toBe(0);
+      const d = JSON.parse(started.stdout);
+      const paused = await eventually(async () => {
+        const v = (await api('GET', `/api/v1/deployments/${d.id}`)).body;
+        return v.state === 'paused' ? v : undefined;
+      }, 40_000);
+      expect(paused.reason).toContain(
+        'router lb: failed_needs_attention: the switch to the green group failed',
+      );
+      expect(await served()).toEqual(['2.0.0 web-b1', '2.0.0 web-b2']);
+      const busy = await deployGroups('3.0.0');
+      expect(busy.stdout + busy.stderr).toContain(
+        `${d.number} is still deploying shop to production by groups`,
+      );
+      await gantryJson(['deployments', 'abort', d.number], env);
+      const unknown = await deployGroups('3.0.0');
+      expect(unknown.code).not.toBe(0);
+      expect(unknown.stdout + unknown.stderr).toContain(
+        `Where traffic for shop in production goes is not known after ${d.number}: router lb is failed`,
+      );
+      // The operator puts the load balancer right and says which group serves.
+      rmSync(path.join(agentDir('lb'), 'switch-fails'));
+      const said = await deployGroups('3.0.0', '--serving', 'blue');
+      expect(said.code, said.stderr).toBe(0);
+      const next = JSON.parse(said.stdout);
+      expect(next.options.groups).toMatchObject({ group: 'green', previous: 'blue' });
+      const done = await finished(next.id);
+      expect(done.state, JSON.stringify(done)).toBe('succeeded');
+      expect(await served()).toEqual(['3.0.0 web-g1', '3.0.0 web-g2']);
+    }, 90_000);
   });

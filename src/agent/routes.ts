@@ -77,7 +77,11 @@ export async function routeTo(
       message: `refused: ${component} ${version} cannot switch traffic between groups: its gantry.yaml has no 'switch' command`,
     };
   const known = ctx.state.components?.[component];
-  if (known?.route?.slot === to.slot && known.current === version)
+  if (
+    known?.route?.slot === to.slot &&
+    known.current === version &&
+    known.route.targets.join(' ') === to.targets.join(' ')
+  )
     return {
       outcome: 'succeeded',
       message: `traffic for ${component} already goes to ${to.slot} (${version})`,
@@ -92,10 +96,17 @@ export async function routeTo(
   const failed = await runSwitch(ctx, component, dir, manifest.switch, manifest.env, route);
   if (failed) {
     // Point traffic back where it was, in case the hook got half-way.
-    if (route.previous) await runSwitch(ctx, component, dir, manifest.switch, manifest.env, reversed(route));
+    if (!route.previous)
+      return {
+        outcome: 'failed',
+        message: `the switch to the ${to.slot} group failed: ${failed}; no group served before, so there is nothing to switch back to`,
+      };
+    const revert = await runSwitch(ctx, component, dir, manifest.switch, manifest.env, reversed(route));
     return {
       outcome: 'failed',
-      message: `the switch to the ${to.slot} group failed: ${failed}; traffic was left on ${to.previousSlot ?? 'what served before'}`,
+      message: revert
+        ? `failed_needs_attention: the switch to the ${to.slot} group failed: ${failed}; switching back to the ${route.previous} group failed too: ${revert}`
+        : `the switch to the ${to.slot} group failed: ${failed}; traffic was switched back to the ${route.previous} group`,
     };
   }
   await switchLink(path.join(releases, 'current'), version);
@@ -113,11 +124,14 @@ export async function routeBack(
   component: string,
   version: string | null,
   releases: string,
+  undo?: { slot: SlotName; previousSlot: SlotName | null },
 ): Promise<StepOutcome> {
   const known = ctx.state.components?.[component];
   const route = known?.route;
   const current = known?.current ?? null;
-  if (!route || current === null || (version !== null && current !== version))
+  // Only the route this deployment made is undone: not one a later deployment made since.
+  const mine = !undo || (route?.slot === undo.slot && route.previous === undo.previousSlot);
+  if (!route || current === null || (version !== null && current !== version) || !mine)
     return {
       outcome: 'succeeded',
       message: `${component}: traffic was not moved by ${version ?? 'this deployment'} here; nothing to switch back`,

@@ -52,6 +52,19 @@ export interface StepContext {
 
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
 
+/** What is wrong with a route from the server (its names go to a hook's environment), or null. */
+function routeRefusal(route: StepToRun['route']): string | null {
+  const group = (g: unknown) => g === 'blue' || g === 'green';
+  if (
+    !route ||
+    !group(route.slot) ||
+    !(route.previousSlot === null || group(route.previousSlot)) ||
+    ![...route.targets, ...route.previousTargets].every((t) => SAFE_NAME.test(t))
+  )
+    return 'refused: the route names no group (blue or green), or a target whose name is not safe';
+  return null;
+}
+
 export async function runStep(ctx: StepContext, step: StepToRun): Promise<StepOutcome> {
   // Names come from the server; they still must not steer a path out of the data directory.
   if (!SAFE_NAME.test(step.component) || (step.version !== null && !SAFE_NAME.test(step.version))) {
@@ -84,13 +97,17 @@ export async function runStep(ctx: StepContext, step: StepToRun): Promise<StepOu
         releases,
         step.keepSeconds ?? DEFAULT_KEEP_SECONDS,
       );
-    case 'route':
-      if (!step.route)
-        return { outcome: 'failed', message: 'the route step names no group to move traffic to' };
+    case 'route': {
+      const refusal = routeRefusal(step.route);
+      if (refusal || !step.route) return { outcome: 'failed', message: refusal ?? '' };
       return routeTo(ctx, step.component, step.version as string, releases, step.route);
+    }
     case 'rollback': {
-      if (ctx.state.components?.[step.component]?.route)
-        return routeBack(ctx, step.component, step.version, releases);
+      if (ctx.state.components?.[step.component]?.route) {
+        const refusal = step.route ? routeRefusal(step.route) : null;
+        if (refusal) return { outcome: 'failed', message: refusal };
+        return routeBack(ctx, step.component, step.version, releases, step.route);
+      }
       if (ctx.state.components?.[step.component]?.slots)
         return switchBack(ctx, step.component, step.version, releases);
       const previous = ctx.state.components?.[step.component]?.previous;

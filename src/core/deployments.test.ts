@@ -733,9 +733,15 @@ describe('decide: blue-green by two target groups', () => {
         { wave: 0, state: 'failed', count: 1 },
       ],
       [{ state: 'failed', count: 1 }],
-      { haltRule: rule, mustHalt: 'the switch failed on lb' },
+      { haltRule: rule, mustHalt: { reason: 'router lb: the switch failed', rollBack: false } },
     );
-    expect(decideCounts(failedSwitch)).toEqual({ kind: 'halt', reason: 'the switch failed on lb' });
+    expect(decideCounts(failedSwitch)).toEqual({ kind: 'halt', reason: 'router lb: the switch failed' });
+    const moved = { ...failedSwitch, mustHalt: { reason: 'router lb2: the switch failed', rollBack: true } };
+    expect(decideCounts(moved)).toEqual({
+      kind: 'halt',
+      reason: 'router lb2: the switch failed',
+      rollBack: true,
+    });
   });
 
   it('a rollback switches traffic back on the routers before the group goes back', () => {
@@ -757,6 +763,14 @@ describe('decide: blue-green by two target groups', () => {
       kind: 'roll_back_targets',
       states: ['succeeded', 'unhealthy', 'staged'],
     });
+    // A router that could not switch back: the group, which may still take traffic, is left alone.
+    expect(back([{ state: 'rollback_failed', count: 1 }])).toEqual({ kind: 'finish_rollback', ok: false });
+    expect(
+      back([
+        { state: 'rollback_failed', count: 1 },
+        { state: 'rolling_back', count: 1 },
+      ]),
+    ).toEqual({ kind: 'wait' });
   });
 });
 

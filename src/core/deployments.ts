@@ -52,7 +52,11 @@ export type TargetState =
   /** Blue-green: traffic is being moved to the new slot. */
   | 'switching'
   | 'succeeded'
-  /** Activated, then an exception event on it during its wave's bake: a failure that is rolled back. */
+  /**
+   * Changed, then failed: an exception event on it during its wave's bake, or a step that failed
+   * after one of its components was activated (or staged, or traffic switched): a failure that is
+   * rolled back like a success.
+   */
   | 'unhealthy'
   | 'failed'
   | 'rolling_back'
@@ -85,8 +89,12 @@ export interface Snapshot {
   }>;
   /** How many targets of each wave are in each state (a state may appear more than once: summed). */
   targets: ReadonlyArray<TargetCount>;
-  /** A reason to halt whatever the halt rule says (blue-green by groups: a switch that failed). */
-  mustHalt?: string | null | undefined;
+  /**
+   * A reason to halt whatever the halt rule says (blue-green by groups: a router that failed, or no
+   * healthy target in the group); with `rollBack`, whatever the on-failure action says, because
+   * traffic has moved and must not be left split or on a group that failed.
+   */
+  mustHalt?: { reason: string; rollBack: boolean } | null | undefined;
   /**
    * Blue-green by groups: how many of the targets (counted in `targets` too) are routers, by state.
    * A rollback switches traffic back on them before the group's targets go back.
@@ -107,7 +115,8 @@ export const ROLL_BACK_FROM: readonly TargetState[] = ['succeeded', 'unhealthy',
 export type Decision =
   | { kind: 'wait' }
   | { kind: 'start' }
-  | { kind: 'halt'; reason: string }
+  /** `rollBack`: roll back whatever the deployment's on-failure action says. */
+  | { kind: 'halt'; reason: string; rollBack?: true }
   | { kind: 'start_wave'; wave: number }
   /** Blue-green: every target of the wave is staged (or failed): switch them all at once. */
   | { kind: 'switch_wave'; wave: number }
@@ -135,6 +144,11 @@ export function decide(s: Snapshot): Decision {
     if (count(routers, (t) => ROLL_BACK_FROM.includes(t.state)) > 0)
       return { kind: 'roll_back_targets', states: ROLL_BACK_FROM, only: 'routers' };
     if (count(routers, (t) => MOVING.includes(t.state)) > 0) return { kind: 'wait' };
+    // A router that could not switch back may still send traffic to the group: it is left as it is.
+    if (count(routers, (t) => t.state === 'rollback_failed') > 0)
+      return count(s.targets, (t) => MOVING.includes(t.state)) > 0
+        ? { kind: 'wait' }
+        : { kind: 'finish_rollback', ok: false };
     // Every target this deployment changed goes back; a target that failed was put back by its agent.
     if (count(s.targets, (t) => ROLL_BACK_FROM.includes(t.state)) > 0)
       return { kind: 'roll_back_targets', states: ROLL_BACK_FROM };
@@ -144,7 +158,11 @@ export function decide(s: Snapshot): Decision {
 
   if (s.state !== 'running') return { kind: 'wait' };
 
-  const halt = s.mustHalt ?? haltReason(s);
+  if (s.mustHalt)
+    return s.mustHalt.rollBack
+      ? { kind: 'halt', reason: s.mustHalt.reason, rollBack: true }
+      : { kind: 'halt', reason: s.mustHalt.reason };
+  const halt = haltReason(s);
   if (halt) return { kind: 'halt', reason: halt };
 
   const current = s.waves.find((w) => w.state !== 'succeeded');

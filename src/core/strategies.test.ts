@@ -115,14 +115,29 @@ describe('blue-green by two target groups', () => {
       group: 'blue',
       previous: null,
       routers: ['id-005'],
+      previousTargets: [],
     });
   });
 
   it('installs into the group that does not serve', () => {
-    const result = plan('blue-green', groups(5), { groupLabel: 'slot' }, { liveGroup: 'blue' });
+    const result = plan(
+      'blue-green',
+      groups(5),
+      { groupLabel: 'slot' },
+      { serving: { group: 'blue', targets: ['web-02'] } },
+    );
     expect(names(result)).toEqual(['web-01', 'web-03', 'web-05']);
-    expect('groups' in result && result.groups).toMatchObject({ group: 'green', previous: 'blue' });
-    const back = plan('blue-green', groups(5), { groupLabel: 'slot' }, { liveGroup: 'green' });
+    expect('groups' in result && result.groups).toMatchObject({
+      group: 'green',
+      previous: 'blue',
+      previousTargets: ['web-02'],
+    });
+    const back = plan(
+      'blue-green',
+      groups(5),
+      { groupLabel: 'slot' },
+      { serving: { group: 'green', targets: [] } },
+    );
     expect('groups' in back && back.groups).toMatchObject({ group: 'blue', previous: 'green' });
   });
 
@@ -140,11 +155,27 @@ describe('blue-green by two target groups', () => {
       'at least one target labelled slot=router',
     );
     const noGreen = fleet(2, (i) => ({ slot: i === 0 ? 'router' : 'blue' }));
-    expect(problem(plan('blue-green', noGreen, { groupLabel: 'slot' }, { liveGroup: 'blue' }))).toBe(
-      'the green group is the idle one (blue serves), and no target is labelled slot=green',
-    );
+    expect(
+      problem(
+        plan(
+          'blue-green',
+          noGreen,
+          { groupLabel: 'slot' },
+          { serving: { group: 'blue', targets: ['web-02'] } },
+        ),
+      ),
+    ).toBe('the green group is the idle one (blue serves), and no target is labelled slot=green');
     expect(problem(plan('blue-green', groups(3), { groupLabel: 'slot', keepSeconds: 60 }))).toContain(
       'keepSeconds is for slots on each target',
+    );
+  });
+
+  it('is only for blue-green: another strategy refuses the group label (and the keep time)', () => {
+    expect(problem(plan('rolling', groups(3), { groupLabel: 'slot' }))).toBe(
+      'groupLabel is for blue-green, not for rolling',
+    );
+    expect(problem(plan('big-bang', groups(3), { keepSeconds: 60 }))).toBe(
+      'keepSeconds is for blue-green, not for big-bang',
     );
   });
 });

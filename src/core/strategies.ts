@@ -44,6 +44,11 @@ export interface StrategyOptions {
    * group) or `router` (a target that runs the package's `switch` hook to move traffic between them).
    */
   groupLabel?: string | undefined;
+  /**
+   * blue-green by groups: which group serves now, as a person says after putting the routers right
+   * (otherwise Gantry knows it from the last deployment, and refuses when it does not).
+   */
+  serving?: 'blue' | 'green' | undefined;
 }
 
 export type GroupName = 'blue' | 'green';
@@ -57,6 +62,10 @@ export interface GroupPlan {
   previous: GroupName | null;
   /** Ids of the targets that run the switch. */
   routers: string[];
+  /** Names of the targets traffic goes to now, in the serving group: where a rollback sends it. */
+  previousTargets: string[];
+  /** Names of the group's targets the routers moved traffic to (set once they switch). */
+  targets?: string[] | undefined;
 }
 
 /** A deployment's options as stored: what was asked and, blue-green by groups, what was planned. */
@@ -64,7 +73,7 @@ export type StoredOptions = StrategyOptions & { groups?: GroupPlan | undefined }
 
 /** What a plan needs to know besides the targets: blue-green by groups, which group serves now. */
 export interface PlanContext {
-  liveGroup?: GroupName | null | undefined;
+  serving?: { group: GroupName; targets: string[] } | null | undefined;
 }
 
 export interface PlannedWave {
@@ -89,6 +98,9 @@ export function plan(
   context: PlanContext = {},
 ): PlanResult {
   if (targets.length === 0) return { problem: 'no targets to deploy to' };
+  if (strategy !== 'blue-green')
+    for (const key of ['groupLabel', 'keepSeconds', 'serving'] as const)
+      if (options[key] !== undefined) return { problem: `${key} is for blue-green, not for ${strategy}` };
   const all = [...targets].sort(byName);
   const bake = options.bakeSeconds ?? 0;
   switch (strategy) {
@@ -155,6 +167,8 @@ export function plan(
       // One wave: every target stages the new version in its idle slot; once all are healthy
       // there, traffic switches on all of them at once. The bake follows the switch.
       if (options.groupLabel !== undefined) return planGroups(all, options, context, bake);
+      if (options.serving !== undefined)
+        return { problem: 'serving says which group serves: it goes with groupLabel (--groups)' };
       const keep = options.keepSeconds ?? 3600;
       if (!Number.isInteger(keep) || keep < 0 || keep > 30 * 24 * 3600)
         return {
@@ -206,7 +220,7 @@ function planGroups(
     return {
       problem: `blue-green by groups needs at least one target labelled ${label}=router to run the switch`,
     };
-  const previous = context.liveGroup ?? null;
+  const previous = context.serving?.group ?? null;
   const group: GroupName = previous === 'blue' ? 'green' : 'blue';
   const members = of(group);
   if (members.length === 0)
@@ -224,7 +238,13 @@ function planGroups(
         canary: false,
       },
     ],
-    groups: { label, group, previous, routers: routers.map((t) => t.id) },
+    groups: {
+      label,
+      group,
+      previous,
+      routers: routers.map((t) => t.id),
+      previousTargets: context.serving?.targets ?? [],
+    },
   };
 }
 

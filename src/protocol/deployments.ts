@@ -38,6 +38,12 @@ export const StrategyOptionsSchema = Strict({
         'blue-green by two target groups: the label whose value is blue or green (the group) or router (runs the switch)',
     }),
   ),
+  serving: Type.Optional(
+    Type.Union([Type.Literal('blue'), Type.Literal('green')], {
+      description:
+        'blue-green by groups: which group serves now, after a person put the routers right (otherwise Gantry knows it)',
+    }),
+  ),
 });
 
 const Group = Type.Union([Type.Literal('blue'), Type.Literal('green')]);
@@ -51,6 +57,8 @@ const StoredOptionsSchema = Type.Object({
       group: Group,
       previous: Nullable(Group),
       routers: Type.Array(Type.String(), { description: 'ids of the targets that run the switch' }),
+      previousTargets: Type.Array(Type.String(), { description: 'where traffic goes back to on a rollback' }),
+      targets: Type.Optional(Type.Array(Type.String(), { description: 'where the routers moved traffic' })),
     }),
   ),
 });

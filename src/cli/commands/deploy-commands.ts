@@ -167,6 +167,7 @@ interface DeployOptions {
   bake?: string;
   keep?: string;
   groups?: string;
+  serving?: string;
   haltMaxFailed?: string;
   haltCanaryFailures?: string;
   onFailure?: string;
@@ -244,6 +245,13 @@ export function deploymentRequest(release: string, o: DeployOptions) {
         '--keep is for slots on each target; with --groups the serving group keeps running until a later deployment.',
       );
     options.groupLabel = o.groups;
+  }
+  if (o.serving !== undefined) {
+    if (o.groups === undefined)
+      throw new CliError(EXIT.usage, '--serving says which group serves: give --groups LABEL too.');
+    if (o.serving !== 'blue' && o.serving !== 'green')
+      throw new CliError(EXIT.usage, '--serving must be blue or green.');
+    options.serving = o.serving;
   }
   for (const seconds of [options.bakeSeconds, ...(options.waves ?? []).map((w) => w.bakeSeconds)])
     if (seconds !== undefined && seconds > 7 * 86_400)
@@ -859,6 +867,10 @@ export function addDeployCommands(program: Command, ctx: CliContext): void {
     .option(
       '--groups <label>',
       'blue-green by two target groups: the label whose values blue, green and router place each target',
+    )
+    .option(
+      '--serving <group>',
+      'blue-green by groups: the group that serves now (blue or green), after putting the routers right by hand',
     )
     .option('--halt-max-failed <percent>', 'halt when more than this % of targets failed (default 10)')
     .option('--halt-canary-failures <n>', 'halt when more than this many canary targets failed (default 0)')

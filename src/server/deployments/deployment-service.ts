@@ -163,12 +163,25 @@ export class DeploymentService {
       return problems.length === 0;
     });
     const groupLabel = input.strategy === 'blue-green' ? input.options?.groupLabel : undefined;
-    const liveGroup = groupLabel ? await servingGroup(db, env.id, groupLabel) : null;
+    const asserted = input.options?.serving;
+    // Where traffic goes now: as the last deployment left it, or as a person says it goes.
+    const serving = async (on: Kysely<Tables>) =>
+      !groupLabel
+        ? null
+        : asserted
+          ? {
+              group: asserted,
+              targets: eligible
+                .filter((t) => (JSON.parse(t.labels) as Labels)[groupLabel] === asserted)
+                .map((t) => t.name),
+            }
+          : await servingTraffic(on, env, groupLabel, release.name);
+    const servingNow = await serving(db);
     const planned = plan(
       input.strategy,
       eligible.map((t) => ({ id: t.id, name: t.name, labels: JSON.parse(t.labels) as Labels })),
       input.options ?? {},
-      { liveGroup },
+      { serving: servingNow },
     );
     if ('problem' in planned)
       throw new GantryError(
@@ -180,7 +193,7 @@ export class DeploymentService {
 
     const id = await inTransaction(this.deps, actorOf(by), async (uow) => {
       // Blue-green by groups: a deployment that ended since the plan may have moved the traffic.
-      if (groupLabel && (await servingGroup(uow.db, env.id, groupLabel)) !== liveGroup)
+      if (groupLabel && (await serving(uow.db))?.group !== servingNow?.group)
         throw new GantryError(
           'CONFLICT',
           `Traffic in ${env.name} moved to another group while this deployment was planned; create it again.`,
@@ -314,6 +327,27 @@ export class DeploymentService {
     return this.get(by, id);
   }
 
+  /**
+   * Blue-green by groups: only the newest deployment of a release by a label can be rolled back —
+   * rolling back an older one would move traffic to a group that has moved on since.
+   */
+  private async refuseOlderGroupRollback(db: Kysely<Tables>, d: DeploymentsTable): Promise<void> {
+    const groups = (JSON.parse(d.options) as StoredOptions).groups;
+    if (!groups) return;
+    const release = await db
+      .selectFrom('releases')
+      .select('name')
+      .where('id', '=', d.release_id)
+      .executeTakeFirstOrThrow();
+    const newest = (await groupDeployments(db, d.environment_id, groups.label, release.name))[0];
+    if (newest && newest.id !== d.id)
+      throw new GantryError(
+        'ILLEGAL_TRANSITION',
+        `DEP-${d.number} is not the newest blue-green deployment of ${release.name} by ${groups.label}: DEP-${newest.number} came after it, and traffic is where that one left it. Roll back DEP-${newest.number} instead.`,
+        { state: d.state },
+      );
+  }
+
   async list(filter: { state?: string | undefined; environment?: string | undefined }) {
     const db = this.deps.database.db;
     let query = db
@@ -368,6 +402,7 @@ export class DeploymentService {
         case 'rollback':
           if (state === 'rolling_back' || state === 'rolled_back' || state === 'aborted')
             throw refuse('there is nothing to roll back');
+          await this.refuseOlderGroupRollback(uow.db, d);
           next = 'rolling_back';
           newReason = `rollback requested by ${actorOf(by).actor}${reason ? `: ${reason}` : ''}`;
           break;
@@ -405,6 +440,11 @@ export class DeploymentService {
             .where('state', '=', 'failed')
             .execute();
           if (failed.length === 0) throw refuse('no target has failed');
+          const groups = (JSON.parse(d.options) as StoredOptions).groups;
+          if (groups?.targets)
+            throw refuse(
+              'its routers have already moved traffic, and a target retried now would not get any; roll it back and deploy again',
+            );
           await uow.db
             .updateTable('deployment_targets')
             .set({ state: 'retry', progress: 0, step_id: null, message: null, updated_at: now })
@@ -587,26 +627,79 @@ export async function changeTransition(
   });
 }
 
-/**
- * Blue-green by groups: the group that serves in an environment — the one the last deployment by
- * this label that succeeded moved traffic to (a rolled-back one moved it back) — or null before any.
- */
-async function servingGroup(
+/** Blue-green deployments of `releaseName` in an environment by `label`, the newest first. */
+async function groupDeployments(
   db: Kysely<Tables>,
   environmentId: string,
   label: string,
-): Promise<GroupName | null> {
-  const done = await db
-    .selectFrom('deployments')
-    .select('options')
-    .where('environment_id', '=', environmentId)
-    .where('strategy', '=', 'blue-green')
-    .where('state', '=', 'succeeded')
-    .orderBy('number', 'desc')
+  releaseName: string,
+) {
+  const rows = await db
+    .selectFrom('deployments as d')
+    .innerJoin('releases as r', 'r.id', 'd.release_id')
+    .select(['d.id', 'd.number', 'd.state', 'd.options'])
+    .where('d.environment_id', '=', environmentId)
+    .where('d.strategy', '=', 'blue-green')
+    .where('r.name', '=', releaseName)
+    .orderBy('d.number', 'desc')
     .execute();
-  for (const d of done) {
-    const groups = (JSON.parse(d.options) as StoredOptions).groups;
-    if (groups?.label === label) return groups.group;
-  }
-  return null;
+  return rows.flatMap((r) => {
+    const groups = (JSON.parse(r.options) as StoredOptions).groups;
+    return groups?.label === label ? [{ ...r, groups }] : [];
+  });
+}
+
+/**
+ * Blue-green by groups: where traffic for `releaseName` in the environment goes now — the group and
+ * the targets the last deployment by `label` left it on, by what its routers did — or null before
+ * any. Refuses when that is not known for sure (a deployment still moving it, a router that failed
+ * to move it or to move it back, routers that disagree), so that no deployment installs into the
+ * group that serves; a person who has put the routers right says which group serves (`serving`).
+ */
+async function servingTraffic(
+  db: Kysely<Tables>,
+  env: { id: string; name: string },
+  label: string,
+  releaseName: string,
+): Promise<{ group: GroupName; targets: string[] } | null> {
+  const last = (await groupDeployments(db, env.id, label, releaseName))[0];
+  if (!last) return null;
+  const { groups } = last;
+  const number = `DEP-${last.number}`;
+  if (ACTIVE_DEPLOYMENT_STATES.includes(last.state as DeploymentState))
+    throw new GantryError(
+      'CONFLICT',
+      `${number} is still deploying ${releaseName} to ${env.name} by groups (${label}); wait for it to end, or abort it, first.`,
+      { deployments: [number] },
+    );
+  const routers = await db
+    .selectFrom('deployment_targets')
+    .select(['target_name', 'state', 'activated', 'message'])
+    .where('deployment_id', '=', last.id)
+    .where('target_id', 'in', groups.routers.length > 0 ? groups.routers : [''])
+    .execute();
+  const moved = (t: (typeof routers)[number]) => t.activated !== '[]';
+  // Switched and stayed; never switched, or switched back; anything else is not known.
+  const on = routers.filter((t) => t.state === 'succeeded');
+  const off = routers.filter((t) =>
+    moved(t)
+      ? t.state === 'rolled_back'
+      : !['switching', 'rolling_back', 'rollback_failed'].includes(t.state) &&
+        // A switch that failed and could not switch back either leaves traffic unknown.
+        !t.message?.startsWith('failed_needs_attention'),
+  );
+  if (on.length + off.length < routers.length || (on.length > 0 && off.length > 0))
+    throw new GantryError(
+      'CONFLICT',
+      `Where traffic for ${releaseName} in ${env.name} goes is not known after ${number}: ${routers
+        .filter((t) => !on.includes(t) && !off.includes(t))
+        .concat(on.length > 0 && off.length > 0 ? off : [])
+        .map((t) => `router ${t.target_name} is ${t.state}${t.message ? ` (${t.message})` : ''}`)
+        .join(
+          '; ',
+        )}. Put the routers right, then deploy again saying which group serves (--serving blue or green).`,
+      { deployments: [number] },
+    );
+  if (on.length > 0) return { group: groups.group, targets: groups.targets ?? [] };
+  return groups.previous ? { group: groups.previous, targets: groups.previousTargets } : null;
 }

@@ -17,9 +17,18 @@ const RISK = { userImpact: 'none', doneBefore: true, backoutTested: true, change
 interface SimAgent {
   name: string;
   credential: string;
-  /** What this agent does with each step: succeed (default), fail, or report another version. */
-  behaviour: 'succeed' | 'fail' | { activates: string };
-  ran: Array<{ kind: string; version: string | null; keepSeconds?: number }>;
+  /**
+   * What this agent does with each step: succeed (default), fail, report another version, or fail
+   * only the activation of one component or only the `route` step (a router's switch).
+   */
+  behaviour: 'succeed' | 'fail' | { activates: string } | { fails: { component: string } | 'route' };
+  ran: Array<{
+    kind: string;
+    component?: string;
+    version: string | null;
+    keepSeconds?: number;
+    route?: unknown;
+  }>;
 }
 
 for (const kind of testDatabases()) {
@@ -71,20 +80,26 @@ for (const kind of testDatabases()) {
           const step = next.body;
           agent.ran.push({
             kind: step.kind,
+            ...(step.component !== 'web' ? { component: step.component } : {}),
             version: step.version,
             ...(step.keepSeconds !== undefined ? { keepSeconds: step.keepSeconds } : {}),
+            ...(step.route !== undefined ? { route: step.route } : {}),
           });
-          const fail = agent.behaviour === 'fail' && (step.kind === 'activate' || step.kind === 'stage');
-          const activates = step.kind === 'activate' || step.kind === 'switch';
-          const version =
-            typeof agent.behaviour === 'object' && activates ? agent.behaviour.activates : step.version;
+          const b = agent.behaviour;
+          const fails = typeof b === 'object' && 'fails' in b ? b.fails : undefined;
+          const fail =
+            (b === 'fail' && (step.kind === 'activate' || step.kind === 'stage')) ||
+            (fails === 'route' && step.kind === 'route') ||
+            (typeof fails === 'object' && step.kind === 'activate' && step.component === fails.component);
+          const activates = step.kind === 'activate' || step.kind === 'switch' || step.kind === 'route';
+          const version = typeof b === 'object' && 'activates' in b && activates ? b.activates : step.version;
           await t.call('POST', `/api/v1/agent/steps/${step.id}/result`, {
             token: agent.credential,
             body: fail
               ? { outcome: 'failed', message: 'health check failed' }
               : {
                   outcome: 'succeeded',
-                  ...(activates ? { active: { component: 'web', version } } : {}),
+                  ...(activates ? { active: { component: step.component, version } } : {}),
                 },
           });
         }
@@ -461,6 +476,96 @@ for (const kind of testDatabases()) {
       for (const agent of agents) expect(agent.ran.map((r) => r.kind)).not.toContain('switch');
       expect(agents[0]?.ran.map((r) => r.kind)).toEqual(['install', 'stage', 'rollback']);
       expect(agents[2]?.ran.map((r) => r.kind)).toEqual(['install', 'stage']);
+    });
+
+    it('a target that activated one component and failed the next is rolled back too', async () => {
+      await t.call('POST', '/api/v1/artifacts?component=api&version=2.0.0', {
+        token: ADMIN_TOKEN,
+        rawBody: makeTarGz({ 'index.html': 'api' }),
+        headers: { 'content-type': 'application/octet-stream' },
+      });
+      await t.call('POST', '/api/v1/releases', {
+        token: ADMIN_TOKEN,
+        body: {
+          name: 'suite',
+          version: '2.0.0',
+          components: [
+            { component: 'web', version: '2.0.0' },
+            { component: 'api', version: '2.0.0' },
+          ],
+        },
+      });
+      (agents[1] as SimAgent).behaviour = { fails: { component: 'api' } };
+      const made = await create({ release: 'suite@2.0.0' });
+      expect(made.status, JSON.stringify(made.body)).toBe(201);
+      await settle();
+      const d = await show(made.body.id);
+      expect(d.state).toBe('rolled_back');
+      // web-2 activated web, then failed api (its agent put api back): web goes back too.
+      expect(agents[1]?.ran.map((r) => `${r.kind} ${r.component ?? 'web'}`)).toEqual([
+        'install web',
+        'install api',
+        'activate web',
+        'activate api',
+        'rollback web',
+      ]);
+      expect(agents[0]?.ran.slice(-2).map((r) => `${r.kind} ${r.component ?? 'web'}`)).toEqual([
+        'rollback api',
+        'rollback web',
+      ]);
+    });
+
+    it('blue-green by groups: a router whose switch fails after another moved traffic rolls back, whatever on-failure says; routers first', async () => {
+      await t.call('POST', '/api/v1/environments', { token: ADMIN_TOKEN, body: { name: 'edge' } });
+      const edge: SimAgent[] = [];
+      for (const [name, slot] of [
+        ['g-1', 'green'],
+        ['b-1', 'blue'],
+        ['lb-1', 'router'],
+        ['lb-2', 'router'],
+      ] as const) {
+        const token = await t.call('POST', '/api/v1/enrollment-tokens', {
+          token: ADMIN_TOKEN,
+          body: { environment: 'edge', labels: { slot } },
+        });
+        const enrolled = await t.call('POST', '/api/v1/agent/enroll', {
+          body: { token: token.body.secret, name, facts: FACTS },
+        });
+        edge.push({ name, credential: enrolled.body.credential, behaviour: 'succeed', ran: [] });
+      }
+      agents = edge;
+      const deploy = (release: string) =>
+        create({
+          release,
+          environment: 'edge',
+          strategy: 'blue-green',
+          options: { groupLabel: 'slot' },
+          onFailure: 'pause',
+        });
+      const first = await deploy('shop@1.0.0');
+      expect(first.status, JSON.stringify(first.body)).toBe(201);
+      await settle();
+      expect((await show(first.body.id)).state).toBe('succeeded');
+      (edge[3] as SimAgent).behaviour = { fails: 'route' };
+      const second = await deploy('shop@2.0.0');
+      expect(second.body.options.groups).toMatchObject({
+        group: 'green',
+        previous: 'blue',
+        previousTargets: ['b-1'],
+      });
+      await settle();
+      const d = await show(second.body.id);
+      expect(d.state, JSON.stringify(d)).toBe('rolled_back');
+      expect(d.reason).toContain('router lb-2: health check failed; traffic goes back to the blue group');
+      // lb-1 moved traffic to green, and moves it back — naming the route it undoes.
+      expect(edge[2]?.ran.at(-1)).toEqual({
+        kind: 'rollback',
+        version: '2.0.0',
+        route: { slot: 'green', previousSlot: 'blue', targets: ['g-1'], previousTargets: ['b-1'] },
+      });
+      // g-1 ran nothing before: it keeps 2.0.0, idle; b-1, the serving group, was not touched.
+      expect(edge[0]?.ran.map((r) => r.kind)).toEqual(['install', 'activate']);
+      expect(edge[1]?.ran.map((r) => `${r.kind} ${r.version}`)).toEqual(['install 1.0.0', 'activate 1.0.0']);
     });
 
     it('abort stops a deployment where it is', async () => {

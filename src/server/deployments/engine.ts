@@ -21,8 +21,7 @@ import {
   type Snapshot,
   type TargetState,
 } from '../../core/deployments.ts';
-import type { Labels } from '../../core/inventory.ts';
-import type { StoredOptions } from '../../core/strategies.ts';
+import type { GroupPlan, StoredOptions } from '../../core/strategies.ts';
 import type { AuditRecord } from '../audit/audit-log.ts';
 import type { ChangeService } from '../changes/change-service.ts';
 import type { Clock } from '../clock.ts';
@@ -447,7 +446,9 @@ export class DeploymentEngine {
             }
           }
         } else if (step.state === 'failed') {
-          state = 'failed';
+          // Changed, then failed — a later component of the release, or a router's later switch: the
+          // agent put back only what failed, so the target is rolled back like one that succeeded.
+          state = activated.length > 0 ? 'unhealthy' : 'failed';
           message = step.message;
           stepId = null;
         } else {
@@ -466,7 +467,7 @@ export class DeploymentEngine {
             stepId = queue(t, op.kind, op);
             state = RUNNING_STATE[op.kind];
           } else if (op) {
-            state = 'failed';
+            state = activated.length > 0 ? 'unhealthy' : 'failed';
             message = `stopped: the deployment was ${d.state} before this target finished`;
             stepId = null;
           } else {
@@ -545,20 +546,31 @@ export class DeploymentEngine {
     if (!groups) return {};
     const targets = await uow.db
       .selectFrom('deployment_targets')
-      .select(['target_id', 'target_name', 'state'])
+      .select(['target_id', 'target_name', 'state', 'message', 'activated'])
       .where('deployment_id', '=', d.id)
       .execute();
     const routers = targets.filter((t) => groups.routers.includes(t.target_id));
     const members = targets.filter((t) => !groups.routers.includes(t.target_id));
-    const failed = routers.filter((t) => t.state === 'failed');
-    const mustHalt =
-      d.state !== 'running'
-        ? null
-        : failed.length > 0
-          ? `the switch failed on ${failed.map((t) => t.target_name).join(', ')}`
-          : members.every((t) => t.state === 'failed' || t.state === 'unhealthy')
-            ? `no target of the ${groups.group} group is healthy: traffic stays on ${groups.previous ?? 'what served before'}`
-            : null;
+    const failed = routers.filter((t) => t.state === 'failed' || t.state === 'unhealthy');
+    // Once any router has moved traffic, a halt must move it back on all of them.
+    const moved = routers.some((t) => t.activated !== '[]');
+    const back = groups.previous ? `the ${groups.previous} group` : 'what served before';
+    let mustHalt: Snapshot['mustHalt'] = null;
+    if (d.state === 'running' && failed.length > 0)
+      mustHalt = {
+        reason: `${failed.map((t) => `router ${t.target_name}: ${t.message ?? 'failed'}`).join('; ')}${moved ? `; traffic goes back to ${back}` : ''}`,
+        rollBack: moved,
+      };
+    else if (d.state === 'running' && members.every((t) => t.state === 'failed' || t.state === 'unhealthy'))
+      mustHalt = moved
+        ? {
+            reason: `every target of the ${groups.group} group failed; traffic goes back to ${back}`,
+            rollBack: true,
+          }
+        : {
+            reason: `no target of the ${groups.group} group is healthy: traffic stays on ${back}`,
+            rollBack: false,
+          };
     return {
       mustHalt,
       routers: routers.map((t) => ({
@@ -667,28 +679,22 @@ export class DeploymentEngine {
           .orderBy('target_name')
           .execute();
         const staged = wave.filter((t) => t.state === 'staged');
-        const groups = storedOptions(d).groups;
-        const route = groups
-          ? {
-              slot: groups.group,
-              previousSlot: groups.previous,
-              targets: wave.filter((t) => !groups.routers.includes(t.target_id)).map((t) => t.target_name),
-              // Where a rollback sends traffic back: the serving group's targets, by their label.
-              previousTargets: groups.previous
-                ? (
-                    await uow.db
-                      .selectFrom('targets')
-                      .select(['name', 'labels'])
-                      .where('environment_id', '=', d.environment_id)
-                      .where('retired_at', 'is', null)
-                      .orderBy('name')
-                      .execute()
-                  )
-                    .filter((t) => (JSON.parse(t.labels) as Labels)[groups.label] === groups.previous)
-                    .map((t) => t.name)
-                : [],
-            }
-          : undefined;
+        const options = storedOptions(d);
+        const groups = options.groups;
+        let route: EnqueueInput['route'];
+        if (groups) {
+          groups.targets = wave
+            .filter((t) => !groups.routers.includes(t.target_id))
+            .map((t) => t.target_name);
+          route = routeOf(groups);
+          // Where the routers send traffic is recorded with the deployment: the next one's
+          // rollback sends traffic back to exactly these targets.
+          await uow.db
+            .updateTable('deployments')
+            .set({ options: JSON.stringify(options) })
+            .where('id', '=', d.id)
+            .execute();
+        }
         const batch = new TargetBatch(this.deps.steps, now);
         for (const t of staged) {
           const op = opsOf(t.target_id)[t.progress];
@@ -771,10 +777,12 @@ export class DeploymentEngine {
           severity: 'exception',
           kind: 'deployment.halted',
           subject: `deployment:${d.id}`,
-          message: `${number} to ${env.name} halted: ${decision.reason}; ${onFailure === 'rollback' ? 'rolling back' : onFailure === 'pause' ? 'paused for a person' : 'frozen as it is'}`,
+          message: `${number} to ${env.name} halted: ${decision.reason}; ${onFailure === 'rollback' || decision.rollBack ? 'rolling back' : onFailure === 'pause' ? 'paused for a person' : 'frozen as it is'}`,
           details: { reason: decision.reason, onFailure },
         });
-        if (onFailure === 'rollback') await setState('rolling_back', `halted: ${decision.reason}`);
+        // Traffic that has moved (blue-green by groups) goes back whatever the on-failure action.
+        if (onFailure === 'rollback' || decision.rollBack)
+          await setState('rolling_back', `halted: ${decision.reason}`);
         else if (onFailure === 'pause') await setState('paused', `halted: ${decision.reason}`);
         else {
           await setState('frozen', `halted: ${decision.reason}`, { finished_at: now });
@@ -858,6 +866,7 @@ export class DeploymentEngine {
     wake: Set<string>,
     route?: EnqueueInput['route'],
   ): EnqueueInput {
+    const groups = storedOptions(d).groups;
     wake.add(t.target_id);
     return {
       targetId: t.target_id,
@@ -870,6 +879,8 @@ export class DeploymentEngine {
       size: kind === 'install' ? op.size : null,
       ...(kind === 'switch' ? { keepSeconds: storedOptions(d).keepSeconds } : {}),
       ...(kind === 'route' ? { route } : {}),
+      // A router's rollback names the route it undoes: the agent moves traffic back only from there.
+      ...(kind === 'rollback' && groups?.routers.includes(t.target_id) ? { route: routeOf(groups) } : {}),
       requestedBy: `deployment:DEP-${d.number}`,
       reference: `deployment:${d.id}`,
     };
@@ -943,6 +954,16 @@ async function packagesFor(uow: UnitOfWork, d: Pick<DeploymentsTable, 'release_i
 
 function storedOptions(d: Pick<DeploymentsTable, 'options'>): StoredOptions {
   return JSON.parse(d.options) as StoredOptions;
+}
+
+/** Blue-green by groups: where this deployment's routers move traffic, and from where. */
+function routeOf(groups: GroupPlan): NonNullable<EnqueueInput['route']> {
+  return {
+    slot: groups.group,
+    previousSlot: groups.previous,
+    targets: groups.targets ?? [],
+    previousTargets: groups.previousTargets,
+  };
 }
 
 type Op = { kind: 'install' | 'activate' | 'stage' | 'switch' | 'route' } & Package;
