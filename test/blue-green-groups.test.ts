@@ -48,7 +48,7 @@ function webPackage(version: string): Buffer {
       `  VERSION: "${version}"`,
       'health:',
       '  command: node check.cjs',
-      '  retries: 24',
+      '  retries: 8',
       '  interval: 0.25',
       '',
     ].join('\n'),

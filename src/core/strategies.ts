@@ -91,6 +91,16 @@ const byName = (a: PlanTarget, b: PlanTarget) => (a.name < b.name ? -1 : a.name 
 const matches = (labels: Labels, selector: Labels) =>
   Object.entries(selector).every(([k, v]) => labels[k] === v);
 
+/** Options given to a strategy they do not belong to, or null: checked before any target is known. */
+export function optionsProblem(strategy: Strategy, options: StrategyOptions): string | null {
+  if (strategy !== 'blue-green')
+    for (const key of ['groupLabel', 'keepSeconds', 'serving'] as const)
+      if (options[key] !== undefined) return `${key} is for blue-green, not for ${strategy}`;
+  if (options.serving !== undefined && options.groupLabel === undefined)
+    return 'serving says which group serves: it goes with groupLabel (--groups)';
+  return null;
+}
+
 export function plan(
   strategy: Strategy,
   targets: readonly PlanTarget[],
@@ -98,9 +108,8 @@ export function plan(
   context: PlanContext = {},
 ): PlanResult {
   if (targets.length === 0) return { problem: 'no targets to deploy to' };
-  if (strategy !== 'blue-green')
-    for (const key of ['groupLabel', 'keepSeconds', 'serving'] as const)
-      if (options[key] !== undefined) return { problem: `${key} is for blue-green, not for ${strategy}` };
+  const misfit = optionsProblem(strategy, options);
+  if (misfit) return { problem: misfit };
   const all = [...targets].sort(byName);
   const bake = options.bakeSeconds ?? 0;
   switch (strategy) {
@@ -167,8 +176,6 @@ export function plan(
       // One wave: every target stages the new version in its idle slot; once all are healthy
       // there, traffic switches on all of them at once. The bake follows the switch.
       if (options.groupLabel !== undefined) return planGroups(all, options, context, bake);
-      if (options.serving !== undefined)
-        return { problem: 'serving says which group serves: it goes with groupLabel (--groups)' };
       const keep = options.keepSeconds ?? 3600;
       if (!Number.isInteger(keep) || keep < 0 || keep > 30 * 24 * 3600)
         return {

@@ -106,6 +106,12 @@ export function parseStage(spec: string): StageView {
     }
   }
   if (!stage.environment) throw new CliError(EXIT.usage, `--stage '${spec}' names no env=ENVIRONMENT.`);
+  // groups= and keep= are blue-green's: they imply it, and refuse another strategy.
+  if (options.groupLabel !== undefined || options.keepSeconds !== undefined) {
+    if (!/(^|,)\s*strategy=/.test(spec)) stage.strategy = 'blue-green';
+    else if (stage.strategy !== 'blue-green')
+      throw new CliError(EXIT.usage, `--stage '${spec}': groups= and keep= are for strategy=blue-green.`);
+  }
   if (Object.keys(options).length > 0) stage.options = options;
   return stage;
 }

@@ -3,6 +3,7 @@ import { Type } from '@sinclair/typebox';
 import { NAME_PATTERN } from '../../core/inventory.ts';
 import { STRATEGIES } from '../../core/strategies.ts';
 import { Line, Strict } from '../../protocol/common.ts';
+import { StrategyOptionsSchema } from '../../protocol/deployments.ts';
 import { EnvironmentName, ReleaseName } from '../../protocol/releases.ts';
 import { type App, principalOf } from '../http/route-kit.ts';
 import type { PipelineService } from './pipeline-service.ts';
@@ -15,7 +16,7 @@ const CreatePipelineRequest = Strict({
     Strict({
       environment: EnvironmentName,
       strategy: Type.Union(STRATEGIES.map((s) => Type.Literal(s))),
-      options: Type.Optional(Type.Record(Type.String({ maxLength: 40 }), Type.Unknown())),
+      options: Type.Optional(StrategyOptionsSchema),
       soakSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 30 * 86_400 })),
       template: Type.Optional(Type.String({ pattern: NAME_PATTERN })),
       requireEvidence: Type.Optional(Type.Boolean()),
@@ -61,7 +62,7 @@ export function registerPipelineRoutes(app: App, pipelines: PipelineService): vo
       reply.status(201).send(
         await pipelines.create(principalOf(request), {
           ...request.body,
-          stages: request.body.stages.map((s) => ({ ...s, options: s.options as never })),
+          stages: request.body.stages,
         }),
       ),
   );

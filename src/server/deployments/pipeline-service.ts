@@ -8,7 +8,7 @@
 import type { Kysely } from 'kysely';
 import { policyOf } from '../../core/changes.ts';
 import { GantryError, isGantryError } from '../../core/errors.ts';
-import type { Strategy, StrategyOptions } from '../../core/strategies.ts';
+import { optionsProblem, type Strategy, type StrategyOptions } from '../../core/strategies.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import { type ChangeService, findChange } from '../changes/change-service.ts';
 import { isUniqueViolation } from '../db/db-errors.ts';
@@ -53,6 +53,8 @@ export class PipelineService {
     const problems: Array<{ path: string; message: string }> = [];
     const db = this.deps.database.db;
     for (const [i, stage] of input.stages.entries()) {
+      const misfit = optionsProblem(stage.strategy, stage.options ?? {});
+      if (misfit) problems.push({ path: `/stages/${i}/options`, message: `${stage.environment}: ${misfit}` });
       if (
         !(await db
           .selectFrom('environments')

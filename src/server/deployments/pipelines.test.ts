@@ -87,6 +87,17 @@ for (const kind of testDatabases()) {
         body: { name: 'x', releaseName: 'shop', stages: [{ environment: 'moon', strategy: 'big-bang' }] },
       });
       expect(bad.status).toBe(400);
+      // Options of another strategy are refused when the pipeline is made, not when it runs.
+      const misfit = await t.call('POST', '/api/v1/pipelines', {
+        token: deployer,
+        body: {
+          name: 'x',
+          releaseName: 'shop',
+          stages: [{ environment: 'test', strategy: 'rolling', options: { groupLabel: 'slot' } }],
+        },
+      });
+      expect(misfit.status).toBe(400);
+      expect(misfit.body.error.message).toContain('test: groupLabel is for blue-green, not for rolling');
       const made = await t.call('POST', '/api/v1/pipelines', {
         token: deployer,
         body: {
