@@ -76,17 +76,9 @@ export async function routeTo(
       outcome: 'failed',
       message: `refused: ${component} ${version} cannot switch traffic between groups: its gantry.yaml has no 'switch' command`,
     };
+  // No shortcut when the route looks done already: the hook runs every time (a switch is meant to
+  // be repeatable), so a route a person changed by hand since is put right, not trusted.
   const known = ctx.state.components?.[component];
-  if (
-    known?.route?.slot === to.slot &&
-    known.current === version &&
-    known.route.targets.join(' ') === to.targets.join(' ')
-  )
-    return {
-      outcome: 'succeeded',
-      message: `traffic for ${component} already goes to ${to.slot} (${version})`,
-      active: { component, version },
-    };
   const route: Route = {
     slot: to.slot,
     previous: to.previousSlot,
@@ -99,7 +91,7 @@ export async function routeTo(
     if (!route.previous)
       return {
         outcome: 'failed',
-        message: `the switch to the ${to.slot} group failed: ${failed}; no group served before, so there is nothing to switch back to`,
+        message: `failed_needs_attention: the switch to the ${to.slot} group failed: ${failed}; no group served before, so nothing was switched back, and the hook may have got half-way`,
       };
     const revert = await runSwitch(ctx, component, dir, manifest.switch, manifest.env, reversed(route));
     return {

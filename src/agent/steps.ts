@@ -53,15 +53,19 @@ export interface StepContext {
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
 
 /** What is wrong with a route from the server (its names go to a hook's environment), or null. */
-function routeRefusal(route: StepToRun['route']): string | null {
+function routeRefusal(route: StepToRun['route'], forward: boolean): string | null {
   const group = (g: unknown) => g === 'blue' || g === 'green';
+  const names = (list: unknown) =>
+    Array.isArray(list) && list.every((t) => typeof t === 'string' && SAFE_NAME.test(t));
   if (
     !route ||
     !group(route.slot) ||
-    !(route.previousSlot === null || group(route.previousSlot)) ||
-    ![...route.targets, ...route.previousTargets].every((t) => SAFE_NAME.test(t))
+    !(route.previousSlot === null || (group(route.previousSlot) && route.previousSlot !== route.slot)) ||
+    !names(route.targets) ||
+    !names(route.previousTargets) ||
+    (forward && route.targets.length === 0)
   )
-    return 'refused: the route names no group (blue or green), or a target whose name is not safe';
+    return 'refused: the route must name a group (blue or green) other than the one before, and the group’s targets by safe names';
   return null;
 }
 
@@ -98,13 +102,13 @@ export async function runStep(ctx: StepContext, step: StepToRun): Promise<StepOu
         step.keepSeconds ?? DEFAULT_KEEP_SECONDS,
       );
     case 'route': {
-      const refusal = routeRefusal(step.route);
+      const refusal = routeRefusal(step.route, true);
       if (refusal || !step.route) return { outcome: 'failed', message: refusal ?? '' };
       return routeTo(ctx, step.component, step.version as string, releases, step.route);
     }
     case 'rollback': {
       if (ctx.state.components?.[step.component]?.route) {
-        const refusal = step.route ? routeRefusal(step.route) : null;
+        const refusal = step.route ? routeRefusal(step.route, false) : null;
         if (refusal) return { outcome: 'failed', message: refusal };
         return routeBack(ctx, step.component, step.version, releases, step.route);
       }

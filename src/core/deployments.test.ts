@@ -733,15 +733,27 @@ describe('decide: blue-green by two target groups', () => {
         { wave: 0, state: 'failed', count: 1 },
       ],
       [{ state: 'failed', count: 1 }],
-      { haltRule: rule, mustHalt: { reason: 'router lb: the switch failed', rollBack: false } },
+      { haltRule: rule, mustHalt: 'router lb: the switch failed' },
     );
     expect(decideCounts(failedSwitch)).toEqual({ kind: 'halt', reason: 'router lb: the switch failed' });
-    const moved = { ...failedSwitch, mustHalt: { reason: 'router lb2: the switch failed', rollBack: true } };
+    const moved = { ...failedSwitch, mustHalt: 'router lb2: the switch failed', trafficMoved: true };
     expect(decideCounts(moved)).toEqual({
       kind: 'halt',
       reason: 'router lb2: the switch failed',
       rollBack: true,
     });
+  });
+
+  it('once traffic has moved, a halt by the ordinary rule rolls back too', () => {
+    const baking = s(
+      [
+        { wave: 0, state: 'succeeded', count: 2 },
+        { wave: 0, state: 'unhealthy', count: 2 },
+      ],
+      [{ state: 'succeeded', count: 1 }],
+      { trafficMoved: true },
+    );
+    expect(decideCounts(baking)).toMatchObject({ kind: 'halt', rollBack: true });
   });
 
   it('a rollback switches traffic back on the routers before the group goes back', () => {

@@ -89,12 +89,13 @@ export interface Snapshot {
   }>;
   /** How many targets of each wave are in each state (a state may appear more than once: summed). */
   targets: ReadonlyArray<TargetCount>;
+  /** A reason to halt whatever the halt rule says (blue-green by groups: a router that failed, or no healthy target in the group). */
+  mustHalt?: string | null | undefined;
   /**
-   * A reason to halt whatever the halt rule says (blue-green by groups: a router that failed, or no
-   * healthy target in the group); with `rollBack`, whatever the on-failure action says, because
-   * traffic has moved and must not be left split or on a group that failed.
+   * Blue-green by groups: a router has moved traffic (or may have). Any halt then rolls back,
+   * whatever the on-failure action says: traffic must not be left split or on a group that failed.
    */
-  mustHalt?: { reason: string; rollBack: boolean } | null | undefined;
+  trafficMoved?: boolean | undefined;
   /**
    * Blue-green by groups: how many of the targets (counted in `targets` too) are routers, by state.
    * A rollback switches traffic back on them before the group's targets go back.
@@ -158,12 +159,9 @@ export function decide(s: Snapshot): Decision {
 
   if (s.state !== 'running') return { kind: 'wait' };
 
-  if (s.mustHalt)
-    return s.mustHalt.rollBack
-      ? { kind: 'halt', reason: s.mustHalt.reason, rollBack: true }
-      : { kind: 'halt', reason: s.mustHalt.reason };
-  const halt = haltReason(s);
-  if (halt) return { kind: 'halt', reason: halt };
+  const halt = s.mustHalt ?? haltReason(s);
+  if (halt)
+    return s.trafficMoved ? { kind: 'halt', reason: halt, rollBack: true } : { kind: 'halt', reason: halt };
 
   const current = s.waves.find((w) => w.state !== 'succeeded');
   // A target retried after its wave ran (retry-failed) is waited for: nothing is finished under it.

@@ -98,6 +98,8 @@ export function optionsProblem(strategy: Strategy, options: StrategyOptions): st
       if (options[key] !== undefined) return `${key} is for blue-green, not for ${strategy}`;
   if (options.serving !== undefined && options.groupLabel === undefined)
     return 'serving says which group serves: it goes with groupLabel (--groups)';
+  if (options.groupLabel !== undefined && options.keepSeconds !== undefined)
+    return `keepSeconds is for slots on each target; with groups (${options.groupLabel}) the serving group keeps running until a later deployment makes it the idle one`;
   return null;
 }
 
@@ -209,10 +211,6 @@ function planGroups(
   bake: number,
 ): PlanResult {
   const label = options.groupLabel as string;
-  if (options.keepSeconds !== undefined)
-    return {
-      problem: `keepSeconds is for slots on each target; with groups (${label}) the serving group keeps running until a later deployment makes it the idle one`,
-    };
   const of = (value: string) => all.filter((t) => t.labels[label] === value);
   const unlabelled = all.filter((t) => !['blue', 'green', 'router'].includes(t.labels[label] ?? ''));
   if (unlabelled.length > 0)

@@ -23,8 +23,14 @@ type Wave = DeploymentView['waves'][number];
 
 const FINAL: ReadonlySet<string> = new Set(FINAL_DEPLOYMENT_STATES);
 /** Target states after which a target has nothing left to do in its wave. */
-const TARGET_DONE: ReadonlySet<string> = new Set(['succeeded', 'failed', 'rolled_back', 'rollback_failed']);
-const TARGET_BAD: ReadonlySet<string> = new Set(['failed', 'rollback_failed']);
+const TARGET_DONE: ReadonlySet<string> = new Set([
+  'succeeded',
+  'failed',
+  'unhealthy',
+  'rolled_back',
+  'rollback_failed',
+]);
+const TARGET_BAD: ReadonlySet<string> = new Set(['failed', 'unhealthy', 'rollback_failed']);
 const ON_FAILURE = ['rollback', 'pause', 'freeze'] as const;
 
 /** Following the live stream: the server sends a keep-alive comment every 5 s. */
@@ -479,7 +485,7 @@ function listTable(deployments: DeploymentView[]): string {
     ],
     deployments.map((d) => {
       const total = Object.values(d.counts).reduce((a, b) => a + b, 0);
-      const bad = (d.counts.failed ?? 0) + (d.counts.rollback_failed ?? 0);
+      const bad = (d.counts.failed ?? 0) + (d.counts.unhealthy ?? 0) + (d.counts.rollback_failed ?? 0);
       return [
         d.number,
         d.state,
@@ -635,7 +641,10 @@ class BarRenderer implements Renderer {
         const seen = this.targets.get(t.name);
         this.targets.set(t.name, t.state);
         // The bars show progress; the log above them keeps what needs a person's eye.
-        if (seen !== t.state && ['failed', 'rolled_back', 'rollback_failed', 'retry'].includes(t.state))
+        if (
+          seen !== t.state &&
+          ['failed', 'unhealthy', 'rolled_back', 'rollback_failed', 'retry'].includes(t.state)
+        )
           this.log(`${t.name} ${t.state}${t.message ? `: ${t.message}` : ''}`);
       }
     this.status.update(0, { line: sanitize(headline(d)) });

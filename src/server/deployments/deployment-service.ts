@@ -18,6 +18,7 @@ import { GantryError } from '../../core/errors.ts';
 import { type Labels, standardsProblems } from '../../core/inventory.ts';
 import {
   type GroupName,
+  type GroupPlan,
   plan,
   type StoredOptions,
   type Strategy,
@@ -193,7 +194,7 @@ export class DeploymentService {
 
     const id = await inTransaction(this.deps, actorOf(by), async (uow) => {
       // Blue-green by groups: a deployment that ended since the plan may have moved the traffic.
-      if (groupLabel && (await serving(uow.db))?.group !== servingNow?.group)
+      if (groupLabel && JSON.stringify(await serving(uow.db)) !== JSON.stringify(servingNow))
         throw new GantryError(
           'CONFLICT',
           `Traffic in ${env.name} moved to another group while this deployment was planned; create it again.`,
@@ -328,8 +329,8 @@ export class DeploymentService {
   }
 
   /**
-   * Blue-green by groups: only the newest deployment of a release by a label can be rolled back —
-   * rolling back an older one would move traffic to a group that has moved on since.
+   * Blue-green by groups: a deployment can be rolled back only while traffic is where it left it —
+   * not once a later deployment of the release by the label runs, or has moved traffic since.
    */
   private async refuseOlderGroupRollback(db: Kysely<Tables>, d: DeploymentsTable): Promise<void> {
     const groups = (JSON.parse(d.options) as StoredOptions).groups;
@@ -339,13 +340,18 @@ export class DeploymentService {
       .select('name')
       .where('id', '=', d.release_id)
       .executeTakeFirstOrThrow();
-    const newest = (await groupDeployments(db, d.environment_id, groups.label, release.name))[0];
-    if (newest && newest.id !== d.id)
-      throw new GantryError(
-        'ILLEGAL_TRANSITION',
-        `DEP-${d.number} is not the newest blue-green deployment of ${release.name} by ${groups.label}: DEP-${newest.number} came after it, and traffic is where that one left it. Roll back DEP-${newest.number} instead.`,
-        { state: d.state },
-      );
+    for (const later of await groupDeployments(db, d.environment_id, groups.label, release.name)) {
+      if (later.number <= d.number) break;
+      if (
+        ACTIVE_DEPLOYMENT_STATES.includes(later.state as DeploymentState) ||
+        (await routersDid(db, later)) !== 'not_moved'
+      )
+        throw new GantryError(
+          'ILLEGAL_TRANSITION',
+          `DEP-${d.number} cannot be rolled back: DEP-${later.number}, a later blue-green deployment of ${release.name} by ${groups.label}, ${ACTIVE_DEPLOYMENT_STATES.includes(later.state as DeploymentState) ? 'is running' : 'moved traffic since'}. Roll back DEP-${later.number} instead, or deploy the release you want.`,
+          { state: d.state },
+        );
+    }
   }
 
   async list(filter: { state?: string | undefined; environment?: string | undefined }) {
@@ -437,19 +443,27 @@ export class DeploymentService {
             .selectFrom('deployment_targets')
             .select('target_id')
             .where('deployment_id', '=', d.id)
-            .where('state', '=', 'failed')
+            .where('state', 'in', ['failed', 'unhealthy'])
             .execute();
           if (failed.length === 0) throw refuse('no target has failed');
           const groups = (JSON.parse(d.options) as StoredOptions).groups;
-          if (groups?.targets)
+          const routers = groups
+            ? await uow.db
+                .selectFrom('deployment_targets')
+                .select(['state', 'activated'])
+                .where('deployment_id', '=', d.id)
+                .where('target_id', 'in', groups.routers)
+                .execute()
+            : [];
+          if (routers.some((t) => t.activated !== '[]' || ['switching', 'rollback_failed'].includes(t.state)))
             throw refuse(
-              'its routers have already moved traffic, and a target retried now would not get any; roll it back and deploy again',
+              'its routers have moved traffic, and a target retried now would not get any; roll it back and deploy again',
             );
           await uow.db
             .updateTable('deployment_targets')
             .set({ state: 'retry', progress: 0, step_id: null, message: null, updated_at: now })
             .where('deployment_id', '=', d.id)
-            .where('state', '=', 'failed')
+            .where('state', 'in', ['failed', 'unhealthy'])
             .execute();
           next = 'running';
           newReason = null;
@@ -650,11 +664,47 @@ async function groupDeployments(
 }
 
 /**
+ * Blue-green by groups: what the routers of deployment `d` did with traffic — moved it to its group
+ * and kept it there, never moved it (or moved it back), or something not known for sure (one still
+ * switching, one that failed to switch back, routers that disagree), described for a person.
+ */
+async function routersDid(
+  db: Kysely<Tables>,
+  d: { id: string; number: number; groups: GroupPlan },
+): Promise<'moved' | 'not_moved' | { unknown: string; wait: boolean }> {
+  const routers = await db
+    .selectFrom('deployment_targets')
+    .select(['target_name', 'state', 'activated', 'message'])
+    .where('deployment_id', '=', d.id)
+    .where('target_id', 'in', d.groups.routers.length > 0 ? d.groups.routers : [''])
+    .execute();
+  const moved = (t: (typeof routers)[number]) => t.activated !== '[]';
+  const on = routers.filter((t) => t.state === 'succeeded');
+  const off = routers.filter((t) =>
+    moved(t)
+      ? t.state === 'rolled_back'
+      : !['switching', 'rolling_back', 'rollback_failed'].includes(t.state) &&
+        // A switch that failed and could not switch back either leaves traffic unknown.
+        !t.message?.startsWith('failed_needs_attention'),
+  );
+  if (on.length + off.length === routers.length && (on.length === 0 || off.length === 0))
+    return on.length > 0 ? 'moved' : 'not_moved';
+  const odd = routers
+    .filter((t) => !on.includes(t) && !off.includes(t))
+    .concat(on.length > 0 && off.length > 0 ? off : []);
+  return {
+    unknown: odd
+      .map((t) => `router ${t.target_name} is ${t.state}${t.message ? ` (${t.message})` : ''}`)
+      .join('; '),
+    wait: odd.every((t) => t.state === 'switching' || t.state === 'rolling_back'),
+  };
+}
+
+/**
  * Blue-green by groups: where traffic for `releaseName` in the environment goes now — the group and
  * the targets the last deployment by `label` left it on, by what its routers did — or null before
- * any. Refuses when that is not known for sure (a deployment still moving it, a router that failed
- * to move it or to move it back, routers that disagree), so that no deployment installs into the
- * group that serves; a person who has put the routers right says which group serves (`serving`).
+ * any. Refuses when that is not known for sure, so that no deployment installs into the group that
+ * serves; a person who has put the routers right says which group serves (`serving`).
  */
 async function servingTraffic(
   db: Kysely<Tables>,
@@ -672,34 +722,15 @@ async function servingTraffic(
       `${number} is still deploying ${releaseName} to ${env.name} by groups (${label}); wait for it to end, or abort it, first.`,
       { deployments: [number] },
     );
-  const routers = await db
-    .selectFrom('deployment_targets')
-    .select(['target_name', 'state', 'activated', 'message'])
-    .where('deployment_id', '=', last.id)
-    .where('target_id', 'in', groups.routers.length > 0 ? groups.routers : [''])
-    .execute();
-  const moved = (t: (typeof routers)[number]) => t.activated !== '[]';
-  // Switched and stayed; never switched, or switched back; anything else is not known.
-  const on = routers.filter((t) => t.state === 'succeeded');
-  const off = routers.filter((t) =>
-    moved(t)
-      ? t.state === 'rolled_back'
-      : !['switching', 'rolling_back', 'rollback_failed'].includes(t.state) &&
-        // A switch that failed and could not switch back either leaves traffic unknown.
-        !t.message?.startsWith('failed_needs_attention'),
-  );
-  if (on.length + off.length < routers.length || (on.length > 0 && off.length > 0))
+  const did = await routersDid(db, last);
+  if (typeof did === 'object')
     throw new GantryError(
       'CONFLICT',
-      `Where traffic for ${releaseName} in ${env.name} goes is not known after ${number}: ${routers
-        .filter((t) => !on.includes(t) && !off.includes(t))
-        .concat(on.length > 0 && off.length > 0 ? off : [])
-        .map((t) => `router ${t.target_name} is ${t.state}${t.message ? ` (${t.message})` : ''}`)
-        .join(
-          '; ',
-        )}. Put the routers right, then deploy again saying which group serves (--serving blue or green).`,
+      did.wait
+        ? `${number}'s routers are still moving traffic for ${releaseName} in ${env.name} (${did.unknown}); try again in a moment.`
+        : `Where traffic for ${releaseName} in ${env.name} goes is not known after ${number}: ${did.unknown}. Put the routers right, then deploy again saying which group serves (--serving blue or green).`,
       { deployments: [number] },
     );
-  if (on.length > 0) return { group: groups.group, targets: groups.targets ?? [] };
+  if (did === 'moved') return { group: groups.group, targets: groups.targets ?? [] };
   return groups.previous ? { group: groups.previous, targets: groups.previousTargets } : null;
 }

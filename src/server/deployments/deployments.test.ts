@@ -515,6 +515,37 @@ for (const kind of testDatabases()) {
       ]);
     });
 
+    it('retries a target that activated one component and failed the next, once a person asks', async () => {
+      await t.call('POST', '/api/v1/artifacts?component=api&version=2.0.0', {
+        token: ADMIN_TOKEN,
+        rawBody: makeTarGz({ 'index.html': 'api' }),
+        headers: { 'content-type': 'application/octet-stream' },
+      });
+      await t.call('POST', '/api/v1/releases', {
+        token: ADMIN_TOKEN,
+        body: {
+          name: 'suite',
+          version: '2.0.0',
+          components: [
+            { component: 'web', version: '2.0.0' },
+            { component: 'api', version: '2.0.0' },
+          ],
+        },
+      });
+      (agents[1] as SimAgent).behaviour = { fails: { component: 'api' } };
+      const made = await create({ release: 'suite@2.0.0', onFailure: 'pause' });
+      await settle();
+      let d = await show(made.body.id);
+      expect(d.state).toBe('paused');
+      expect(d.counts).toEqual({ succeeded: 2, unhealthy: 1 });
+      (agents[1] as SimAgent).behaviour = 'succeed';
+      expect((await act(made.body.id, 'retry-failed')).status).toBe(200);
+      await settle();
+      d = await show(made.body.id);
+      expect(d.state).toBe('succeeded');
+      expect(d.counts).toEqual({ succeeded: 3 });
+    });
+
     it('blue-green by groups: a router whose switch fails after another moved traffic rolls back, whatever on-failure says; routers first', async () => {
       await t.call('POST', '/api/v1/environments', { token: ADMIN_TOKEN, body: { name: 'edge' } });
       const edge: SimAgent[] = [];

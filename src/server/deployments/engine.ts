@@ -408,6 +408,8 @@ export class DeploymentEngine {
     if (found.length === 0) return false;
     const packages = await packagesFor(uow, d);
     const opsOf = stepsOf(d, packages);
+    const routers = storedOptions(d).groups?.routers ?? [];
+    const isRouter = (targetId: string) => routers.includes(targetId);
     // Rolling back, aborted or frozen: what is in flight finishes, nothing new starts.
     const stopping = d.state === 'aborted' || d.state === 'frozen' || d.state === 'rolling_back';
     const batch = new TargetBatch(this.deps.steps, uow.now.toISOString());
@@ -448,7 +450,13 @@ export class DeploymentEngine {
         } else if (step.state === 'failed') {
           // Changed, then failed — a later component of the release, or a router's later switch: the
           // agent put back only what failed, so the target is rolled back like one that succeeded.
-          state = activated.length > 0 ? 'unhealthy' : 'failed';
+          // A router whose switch failed and could not switch back either: traffic is not known.
+          state =
+            step.message?.startsWith('failed_needs_attention') && isRouter(t.target_id)
+              ? 'rollback_failed'
+              : activated.length > 0
+                ? 'unhealthy'
+                : 'failed';
           message = step.message;
           stepId = null;
         } else {
@@ -482,6 +490,7 @@ export class DeploymentEngine {
         state !== t.state &&
         (state === 'succeeded' ||
           state === 'failed' ||
+          state === 'unhealthy' ||
           state === 'rolled_back' ||
           state === 'rollback_failed')
       )
@@ -541,7 +550,7 @@ export class DeploymentEngine {
   private async groupFacts(
     uow: UnitOfWork,
     d: DeploymentsTable,
-  ): Promise<Pick<Snapshot, 'mustHalt' | 'routers'>> {
+  ): Promise<Pick<Snapshot, 'mustHalt' | 'routers' | 'trafficMoved'>> {
     const groups = storedOptions(d).groups;
     if (!groups) return {};
     const targets = await uow.db
@@ -551,28 +560,26 @@ export class DeploymentEngine {
       .execute();
     const routers = targets.filter((t) => groups.routers.includes(t.target_id));
     const members = targets.filter((t) => !groups.routers.includes(t.target_id));
-    const failed = routers.filter((t) => t.state === 'failed' || t.state === 'unhealthy');
-    // Once any router has moved traffic, a halt must move it back on all of them.
-    const moved = routers.some((t) => t.activated !== '[]');
-    const back = groups.previous ? `the ${groups.previous} group` : 'what served before';
-    let mustHalt: Snapshot['mustHalt'] = null;
-    if (d.state === 'running' && failed.length > 0)
-      mustHalt = {
-        reason: `${failed.map((t) => `router ${t.target_name}: ${t.message ?? 'failed'}`).join('; ')}${moved ? `; traffic goes back to ${back}` : ''}`,
-        rollBack: moved,
-      };
-    else if (d.state === 'running' && members.every((t) => t.state === 'failed' || t.state === 'unhealthy'))
+    const failed = routers.filter((t) => ['failed', 'unhealthy', 'rollback_failed'].includes(t.state));
+    // Traffic has moved, or may have: a router switched, is switching, or could not switch back.
+    const moved = routers.some(
+      (t) => t.activated !== '[]' || t.state === 'switching' || t.state === 'rollback_failed',
+    );
+    const back = !moved
+      ? ''
+      : groups.previous
+        ? `; traffic goes back to the ${groups.previous} group`
+        : '; no group served before, so traffic cannot go back: the routers need a person';
+    let mustHalt: string | null = null;
+    if (failed.length > 0)
+      mustHalt = `${failed.map((t) => `router ${t.target_name}: ${t.message ?? 'failed'}`).join('; ')}${back}`;
+    else if (members.every((t) => t.state === 'failed' || t.state === 'unhealthy'))
       mustHalt = moved
-        ? {
-            reason: `every target of the ${groups.group} group failed; traffic goes back to ${back}`,
-            rollBack: true,
-          }
-        : {
-            reason: `no target of the ${groups.group} group is healthy: traffic stays on ${back}`,
-            rollBack: false,
-          };
+        ? `every target of the ${groups.group} group failed${back}`
+        : `no target of the ${groups.group} group is healthy: traffic stays on ${groups.previous ? `the ${groups.previous} group` : 'what served before'}`;
     return {
       mustHalt,
+      trafficMoved: moved,
       routers: routers.map((t) => ({
         state: (t.state === 'retry' ? 'installing' : t.state) as TargetState,
         count: 1,
@@ -778,7 +785,11 @@ export class DeploymentEngine {
           kind: 'deployment.halted',
           subject: `deployment:${d.id}`,
           message: `${number} to ${env.name} halted: ${decision.reason}; ${onFailure === 'rollback' || decision.rollBack ? 'rolling back' : onFailure === 'pause' ? 'paused for a person' : 'frozen as it is'}`,
-          details: { reason: decision.reason, onFailure },
+          details: {
+            reason: decision.reason,
+            onFailure,
+            ...(decision.rollBack ? { rolledBack: 'traffic had moved' } : {}),
+          },
         });
         // Traffic that has moved (blue-green by groups) goes back whatever the on-failure action.
         if (onFailure === 'rollback' || decision.rollBack)

@@ -55,6 +55,11 @@ export class PipelineService {
     for (const [i, stage] of input.stages.entries()) {
       const misfit = optionsProblem(stage.strategy, stage.options ?? {});
       if (misfit) problems.push({ path: `/stages/${i}/options`, message: `${stage.environment}: ${misfit}` });
+      if (stage.options?.serving !== undefined)
+        problems.push({
+          path: `/stages/${i}/options/serving`,
+          message: `${stage.environment}: serving is said once, for one deployment, not for every run of a pipeline`,
+        });
       if (
         !(await db
           .selectFrom('environments')
