@@ -145,18 +145,26 @@ for (const database of SERVER_DATABASES)
       });
       env = { GANTRY_URL: server.url, GANTRY_TOKEN: TOKEN };
       await gantryJson(['env', 'create', 'production'], env);
-      for (const name of NAMES) {
-        // Each target has its own nginx in front, listening on its own port.
-        ports[name] = await startNginx(path.join(agentDir(name), 'nginx'));
-        agents.push(await startEnrolledAgent(server, env, { name, dataDir: agentDir(name) }));
-      }
-      for (const version of ['1.0.0', '2.0.0', '3.0.0'])
-        await pushRelease(dir, env, {
-          name: 'shop',
-          component: 'web',
-          version,
-          archive: webPackage(version),
-        });
+      // The agents come up while the releases are pushed.
+      const releases = (async () => {
+        for (const version of ['1.0.0', '2.0.0', '3.0.0'])
+          await pushRelease(dir, env, {
+            name: 'shop',
+            component: 'web',
+            version,
+            archive: webPackage(version),
+          });
+      })();
+      agents.push(
+        ...(await Promise.all(
+          NAMES.map(async (name) => {
+            // Each target has its own nginx in front, listening on its own port.
+            ports[name] = await startNginx(path.join(agentDir(name), 'nginx'));
+            return startEnrolledAgent(server, env, { name, dataDir: agentDir(name) });
+          }),
+        )),
+      );
+      await releases;
     }, 120_000);
 
     afterAll(async () => {

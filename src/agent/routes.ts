@@ -102,7 +102,9 @@ export async function routeTo(
     };
   }
   await switchLink(path.join(releases, 'current'), version);
-  save(ctx, component, version, known?.current ?? null, route);
+  // A route given again (after a restart) keeps the version before, not this one.
+  const before = known?.current === version ? (known?.previous ?? null) : (known?.current ?? null);
+  save(ctx, component, version, before, route);
   return {
     outcome: 'succeeded',
     message: `traffic for ${component} moved to the ${to.slot} group (${to.targets.join(', ')}) with ${version}${to.previousSlot ? `; the ${to.previousSlot} group keeps running for an instant switch back` : ''}`,

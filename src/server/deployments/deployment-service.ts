@@ -4,7 +4,7 @@
  * anything runs; the engine (`engine.ts`) then drives it. People act on it: pause, resume, abort,
  * approve the next wave, retry failed targets, roll back — each one audited.
  */
-import type { Kysely } from 'kysely';
+import type { ExpressionBuilder, Kysely } from 'kysely';
 import { type ChangeState, transition } from '../../core/changes.ts';
 import {
   ACTIVE_DEPLOYMENT_STATES,
@@ -329,8 +329,9 @@ export class DeploymentService {
   }
 
   /**
-   * Blue-green by groups: a deployment can be rolled back only while traffic is where it left it —
-   * not once a later deployment of the release by the label runs, or has moved traffic since.
+   * Blue-green by groups: only the newest deployment of a release by a label can be rolled back. A
+   * later one — even one that never moved traffic — may have changed the group an older rollback
+   * would send traffic to; to go further back, deploy the release wanted (it goes to the idle group).
    */
   private async refuseOlderGroupRollback(db: Kysely<Tables>, d: DeploymentsTable): Promise<void> {
     const groups = (JSON.parse(d.options) as StoredOptions).groups;
@@ -340,18 +341,13 @@ export class DeploymentService {
       .select('name')
       .where('id', '=', d.release_id)
       .executeTakeFirstOrThrow();
-    for (const later of await groupDeployments(db, d.environment_id, groups.label, release.name)) {
-      if (later.number <= d.number) break;
-      if (
-        ACTIVE_DEPLOYMENT_STATES.includes(later.state as DeploymentState) ||
-        (await routersDid(db, later)) !== 'not_moved'
-      )
-        throw new GantryError(
-          'ILLEGAL_TRANSITION',
-          `DEP-${d.number} cannot be rolled back: DEP-${later.number}, a later blue-green deployment of ${release.name} by ${groups.label}, ${ACTIVE_DEPLOYMENT_STATES.includes(later.state as DeploymentState) ? 'is running' : 'moved traffic since'}. Roll back DEP-${later.number} instead, or deploy the release you want.`,
-          { state: d.state },
-        );
-    }
+    const newest = (await groupDeployments(db, d.environment_id, groups.label, release.name))[0];
+    if (newest && newest.id !== d.id)
+      throw new GantryError(
+        'ILLEGAL_TRANSITION',
+        `DEP-${d.number} cannot be rolled back: DEP-${newest.number} is a later blue-green deployment of ${release.name} by ${groups.label}, and may have changed the group it would send traffic to. Deploy the release you want instead; it goes to the idle group.`,
+        { state: d.state },
+      );
   }
 
   async list(filter: { state?: string | undefined; environment?: string | undefined }) {
@@ -443,7 +439,7 @@ export class DeploymentService {
             .selectFrom('deployment_targets')
             .select('target_id')
             .where('deployment_id', '=', d.id)
-            .where('state', 'in', ['failed', 'unhealthy'])
+            .where(retryable)
             .execute();
           if (failed.length === 0) throw refuse('no target has failed');
           const groups = (JSON.parse(d.options) as StoredOptions).groups;
@@ -463,7 +459,7 @@ export class DeploymentService {
             .updateTable('deployment_targets')
             .set({ state: 'retry', progress: 0, step_id: null, message: null, updated_at: now })
             .where('deployment_id', '=', d.id)
-            .where('state', 'in', ['failed', 'unhealthy'])
+            .where(retryable)
             .execute();
           next = 'running';
           newReason = null;
@@ -640,6 +636,20 @@ export async function changeTransition(
     details: { number: `CHG-${row.number}`, from: row.state, to: moved.to, reason },
   });
 }
+
+/** How the engine's message begins when an exception event makes a target unhealthy in a bake. */
+export const BAKE_EXCEPTION = 'exception during the bake: ';
+
+/**
+ * The targets `retry-failed` takes: those whose step failed, also after one of their components was
+ * activated (`unhealthy`) — not those an exception event made unhealthy during a bake, which running
+ * the same steps again would not change.
+ */
+const retryable = (eb: ExpressionBuilder<Tables, 'deployment_targets'>) =>
+  eb.or([
+    eb('state', '=', 'failed'),
+    eb.and([eb('state', '=', 'unhealthy'), eb('message', 'not like', `${BAKE_EXCEPTION}%`)]),
+  ]);
 
 /** Blue-green deployments of `releaseName` in an environment by `label`, the newest first. */
 async function groupDeployments(

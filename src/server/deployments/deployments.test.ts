@@ -434,6 +434,32 @@ for (const kind of testDatabases()) {
       expect(agents[1]?.ran.filter((r) => r.version === '2.0.0')).toEqual([]);
     });
 
+    it('does not retry a target an exception event made unhealthy during the bake: the same steps would change nothing', async () => {
+      const made = await create({
+        strategy: 'phased',
+        options: { waves: [{ count: 1, bakeSeconds: 600 }, { count: 2 }] },
+        onFailure: 'pause',
+      });
+      await settle();
+      const web1 = await t.call('GET', '/api/v1/targets/web-1', { token: deployer });
+      t.clock.advance(60_000);
+      await new EventLog(t.db.database.db).record({
+        at: t.clock.now().toISOString(),
+        severity: 'exception',
+        kind: 'alert',
+        subject: `target:${web1.body.id}`,
+        message: '5xx rate high',
+        details: {},
+      });
+      await settle();
+      const d = await show(made.body.id);
+      expect(d.state).toBe('paused');
+      expect(d.waves[0].targets[0]).toMatchObject({ name: 'web-1', state: 'unhealthy' });
+      const retry = await act(made.body.id, 'retry-failed');
+      expect(retry.status).toBe(409);
+      expect(retry.body.error.message).toContain('no target has failed');
+    });
+
     it('blue-green: nothing switches until every target has staged; then all switch, keeping the old slot', async () => {
       const made = await create({
         release: 'shop@2.0.0',

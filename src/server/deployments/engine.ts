@@ -34,7 +34,7 @@ import { activeVersions } from '../inventory/ledger-service.ts';
 import type { EnqueueInput, StepKind, StepService } from '../inventory/step-service.ts';
 import { inTransaction, type UnitOfWork } from '../unit-of-work.ts';
 import { UserStore } from '../users/user-store.ts';
-import { changeTransition, packagesOf } from './deployment-service.ts';
+import { BAKE_EXCEPTION, changeTransition, packagesOf } from './deployment-service.ts';
 
 export interface EngineDeps {
   database: Database;
@@ -376,7 +376,7 @@ export class DeploymentEngine {
           .updateTable('deployment_targets')
           .set({
             state: 'unhealthy',
-            message: `exception during the bake: ${event.message}`,
+            message: `${BAKE_EXCEPTION}${event.message}`,
             updated_at: uow.now.toISOString(),
           })
           .where('deployment_id', '=', d.id)
@@ -426,7 +426,7 @@ export class DeploymentEngine {
         stepId = queue(t, op.kind, op);
         state = 'installing';
         progress = 0;
-        activated = [];
+        // What it activated before the retry stays recorded: a rollback still puts that back.
       } else {
         const step = stepState === null ? undefined : { state: stepState, message: stepMessage };
         if (!step || step.state === 'queued' || step.state === 'running') continue;
@@ -565,11 +565,14 @@ export class DeploymentEngine {
     const moved = routers.some(
       (t) => t.activated !== '[]' || t.state === 'switching' || t.state === 'rollback_failed',
     );
+    const stuck = routers.filter((t) => t.state === 'rollback_failed').map((t) => t.target_name);
     const back = !moved
       ? ''
-      : groups.previous
-        ? `; traffic goes back to the ${groups.previous} group`
-        : '; no group served before, so traffic cannot go back: the routers need a person';
+      : stuck.length > 0
+        ? `; ${stuck.join(', ')} could not switch back, so the group is left as it is for a person`
+        : groups.previous
+          ? `; traffic goes back to the ${groups.previous} group`
+          : '; no group served before, so traffic cannot go back: the routers need a person';
     let mustHalt: string | null = null;
     if (failed.length > 0)
       mustHalt = `${failed.map((t) => `router ${t.target_name}: ${t.message ?? 'failed'}`).join('; ')}${back}`;
@@ -579,7 +582,8 @@ export class DeploymentEngine {
         : `no target of the ${groups.group} group is healthy: traffic stays on ${groups.previous ? `the ${groups.previous} group` : 'what served before'}`;
     return {
       mustHalt,
-      trafficMoved: moved,
+      // Before any group served, there is nowhere to move traffic back to: the on-failure action holds.
+      trafficMoved: moved && groups.previous !== null,
       routers: routers.map((t) => ({
         state: (t.state === 'retry' ? 'installing' : t.state) as TargetState,
         count: 1,
