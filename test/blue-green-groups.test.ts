@@ -23,7 +23,7 @@ import {
   gantryJson,
   killLeftovers,
   type LongProcess,
-  pushRelease,
+  pushReleases,
   runGantry,
   type ServerProcess,
   startEnrolledAgent,
@@ -164,15 +164,12 @@ for (const database of SERVER_DATABASES)
       await gantryJson(['env', 'create', 'production'], env);
       port = await startNginx(path.join(agentDir('lb'), 'nginx'));
       // The agents come up while the releases are pushed.
-      const releases = (async () => {
-        for (const version of ['1.0.0', '2.0.0', '3.0.0'])
-          await pushRelease(dir, env, {
-            name: 'shop',
-            component: 'web',
-            version,
-            archive: webPackage(version),
-          });
-      })();
+      const releases = pushReleases(dir, env, {
+        name: 'shop',
+        component: 'web',
+        versions: ['1.0.0', '2.0.0', '3.0.0'],
+        archive: webPackage,
+      });
       agents.push(
         ...(await Promise.all(
           Object.entries(GROUPS).map(([name, slot]) =>

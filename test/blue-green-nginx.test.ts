@@ -21,7 +21,7 @@ import {
   gantryJson,
   killLeftovers,
   type LongProcess,
-  pushRelease,
+  pushReleases,
   type ServerProcess,
   startEnrolledAgent,
   startServer,
@@ -146,15 +146,12 @@ for (const database of SERVER_DATABASES)
       env = { GANTRY_URL: server.url, GANTRY_TOKEN: TOKEN };
       await gantryJson(['env', 'create', 'production'], env);
       // The agents come up while the releases are pushed.
-      const releases = (async () => {
-        for (const version of ['1.0.0', '2.0.0', '3.0.0'])
-          await pushRelease(dir, env, {
-            name: 'shop',
-            component: 'web',
-            version,
-            archive: webPackage(version),
-          });
-      })();
+      const releases = pushReleases(dir, env, {
+        name: 'shop',
+        component: 'web',
+        versions: ['1.0.0', '2.0.0', '3.0.0'],
+        archive: webPackage,
+      });
       agents.push(
         ...(await Promise.all(
           NAMES.map(async (name) => {

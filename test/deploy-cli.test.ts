@@ -17,7 +17,7 @@ import {
   gantryJson,
   healthCheckedPackage,
   type LongProcess,
-  pushRelease,
+  pushReleases,
   runGantry,
   type ServerProcess,
   startEnrolledAgent,
@@ -44,10 +44,13 @@ describe('deployments through the CLI with real agents', () => {
     await gantryJson(['env', 'create', 'production'], env);
     const releases = (async () => {
       // The health check fails where the agent's data directory holds a file named `unhealthy`.
-      for (const version of ['1.0.0', '2.0.0', '3.0.0']) {
-        const archive = healthCheckedPackage(version);
-        await pushRelease(dir, env, { name: 'shop', component: 'web', version, archive });
-      }
+      const versions = ['1.0.0', '2.0.0', '3.0.0'];
+      await pushReleases(dir, env, {
+        name: 'shop',
+        component: 'web',
+        versions,
+        archive: healthCheckedPackage,
+      });
     })();
     const enrolled = Promise.all(
       NAMES.map((name) => startEnrolledAgent(server, env, { name, dataDir: agentDir(name) })),

@@ -17,7 +17,7 @@ import {
   gantryJson,
   healthCheckedPackage,
   type LongProcess,
-  pushRelease,
+  pushReleases,
   type ServerProcess,
   startEnrolledAgent,
   startServer,
@@ -61,10 +61,13 @@ for (const database of SERVER_DATABASES)
       for (const name of NAMES)
         agents.push(await startEnrolledAgent(server, env, { name, dataDir: agentDir(name) }));
       // The health check fails where the agent's data directory holds a file named `unhealthy`.
-      for (const version of ['1.0.0', '2.0.0', '3.0.0']) {
-        const archive = healthCheckedPackage(version);
-        await pushRelease(dir, env, { name: 'shop', component: 'web', version, archive });
-      }
+      const versions = ['1.0.0', '2.0.0', '3.0.0'];
+      await pushReleases(dir, env, {
+        name: 'shop',
+        component: 'web',
+        versions,
+        archive: healthCheckedPackage,
+      });
     }, 120_000);
 
     afterAll(async () => {

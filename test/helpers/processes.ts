@@ -153,20 +153,22 @@ export function healthCheckedPackage(version: string): Buffer {
   });
 }
 
-/** Pushes `archive` as `component` `version`, and makes the release `name@version` of it alone. */
-export async function pushRelease(
+/** Pushes each of `versions` of `component` (its archive from `archive`) and makes `name@version` of it alone. */
+export async function pushReleases(
   dir: string,
   env: Record<string, string>,
-  release: { name: string; component: string; version: string; archive: Buffer },
+  release: { name: string; component: string; versions: string[]; archive: (version: string) => Buffer },
 ): Promise<void> {
-  const { name, component, version } = release;
-  const file = path.join(dir, `${component}-${version}.tar.gz`);
-  writeFileSync(file, release.archive);
-  await gantryJson(['artifact', 'push', file, '--component', component, '--version', version], env);
-  await gantryJson(
-    ['release', 'create', `${name}@${version}`, '--component', `${component}=${version}`],
-    env,
-  );
+  const { name, component } = release;
+  for (const version of release.versions) {
+    const file = path.join(dir, `${component}-${version}.tar.gz`);
+    writeFileSync(file, release.archive(version));
+    await gantryJson(['artifact', 'push', file, '--component', component, '--version', version], env);
+    await gantryJson(
+      ['release', 'create', `${name}@${version}`, '--component', `${component}=${version}`],
+      env,
+    );
+  }
 }
 
 /**

@@ -111,6 +111,40 @@ for (const kind of testDatabases()) {
       }
     }
 
+    /** A minute later, an exception event on web-1 (as the monitoring would raise it). */
+    async function alertOnWeb1InAMinute() {
+      const web1 = await t.call('GET', '/api/v1/targets/web-1', { token: deployer });
+      t.clock.advance(60_000);
+      await new EventLog(t.db.database.db).record({
+        at: t.clock.now().toISOString(),
+        severity: 'exception',
+        kind: 'alert',
+        subject: `target:${web1.body.id}`,
+        message: '5xx rate high',
+        details: {},
+      });
+    }
+
+    /** suite@2.0.0: web 2.0.0 and api 2.0.0, activated in that order. */
+    async function twoComponentRelease() {
+      await t.call('POST', '/api/v1/artifacts?component=api&version=2.0.0', {
+        token: ADMIN_TOKEN,
+        rawBody: makeTarGz({ 'index.html': 'api' }),
+        headers: { 'content-type': 'application/octet-stream' },
+      });
+      await t.call('POST', '/api/v1/releases', {
+        token: ADMIN_TOKEN,
+        body: {
+          name: 'suite',
+          version: '2.0.0',
+          components: [
+            { component: 'web', version: '2.0.0' },
+            { component: 'api', version: '2.0.0' },
+          ],
+        },
+      });
+    }
+
     const create = (body: Record<string, unknown>, token = deployer) =>
       t.call('POST', '/api/v1/deployments', {
         token,
@@ -414,16 +448,7 @@ for (const kind of testDatabases()) {
       });
       await settle();
       expect((await show(made.body.id)).waves[0].state).toBe('baking');
-      const web1 = await t.call('GET', '/api/v1/targets/web-1', { token: deployer });
-      t.clock.advance(60_000);
-      await new EventLog(t.db.database.db).record({
-        at: t.clock.now().toISOString(),
-        severity: 'exception',
-        kind: 'alert',
-        subject: `target:${web1.body.id}`,
-        message: '5xx rate high',
-        details: {},
-      });
+      await alertOnWeb1InAMinute();
       await settle();
       const d = await show(made.body.id);
       expect(d.state).toBe('rolled_back');
@@ -441,16 +466,7 @@ for (const kind of testDatabases()) {
         onFailure: 'pause',
       });
       await settle();
-      const web1 = await t.call('GET', '/api/v1/targets/web-1', { token: deployer });
-      t.clock.advance(60_000);
-      await new EventLog(t.db.database.db).record({
-        at: t.clock.now().toISOString(),
-        severity: 'exception',
-        kind: 'alert',
-        subject: `target:${web1.body.id}`,
-        message: '5xx rate high',
-        details: {},
-      });
+      await alertOnWeb1InAMinute();
       await settle();
       const d = await show(made.body.id);
       expect(d.state).toBe('paused');
@@ -505,22 +521,7 @@ for (const kind of testDatabases()) {
     });
 
     it('a target that activated one component and failed the next is rolled back too', async () => {
-      await t.call('POST', '/api/v1/artifacts?component=api&version=2.0.0', {
-        token: ADMIN_TOKEN,
-        rawBody: makeTarGz({ 'index.html': 'api' }),
-        headers: { 'content-type': 'application/octet-stream' },
-      });
-      await t.call('POST', '/api/v1/releases', {
-        token: ADMIN_TOKEN,
-        body: {
-          name: 'suite',
-          version: '2.0.0',
-          components: [
-            { component: 'web', version: '2.0.0' },
-            { component: 'api', version: '2.0.0' },
-          ],
-        },
-      });
+      await twoComponentRelease();
       (agents[1] as SimAgent).behaviour = { fails: { component: 'api' } };
       const made = await create({ release: 'suite@2.0.0' });
       expect(made.status, JSON.stringify(made.body)).toBe(201);
@@ -542,22 +543,7 @@ for (const kind of testDatabases()) {
     });
 
     it('retries a target that activated one component and failed the next, once a person asks', async () => {
-      await t.call('POST', '/api/v1/artifacts?component=api&version=2.0.0', {
-        token: ADMIN_TOKEN,
-        rawBody: makeTarGz({ 'index.html': 'api' }),
-        headers: { 'content-type': 'application/octet-stream' },
-      });
-      await t.call('POST', '/api/v1/releases', {
-        token: ADMIN_TOKEN,
-        body: {
-          name: 'suite',
-          version: '2.0.0',
-          components: [
-            { component: 'web', version: '2.0.0' },
-            { component: 'api', version: '2.0.0' },
-          ],
-        },
-      });
+      await twoComponentRelease();
       (agents[1] as SimAgent).behaviour = { fails: { component: 'api' } };
       const made = await create({ release: 'suite@2.0.0', onFailure: 'pause' });
       await settle();
