@@ -881,7 +881,8 @@ export class DeploymentEngine {
     wake: Set<string>,
     route?: EnqueueInput['route'],
   ): EnqueueInput {
-    const groups = storedOptions(d).groups;
+    const options = storedOptions(d);
+    const groups = options.groups;
     wake.add(t.target_id);
     return {
       targetId: t.target_id,
@@ -892,7 +893,7 @@ export class DeploymentEngine {
       version: op.version,
       digest: kind === 'install' ? op.digest : null,
       size: kind === 'install' ? op.size : null,
-      ...(kind === 'switch' ? { keepSeconds: storedOptions(d).keepSeconds } : {}),
+      ...(kind === 'switch' ? { keepSeconds: options.keepSeconds } : {}),
       ...(kind === 'route' ? { route } : {}),
       // A router's rollback names the route it undoes: the agent moves traffic back only from there.
       ...(kind === 'rollback' && groups?.routers.includes(t.target_id) ? { route: routeOf(groups) } : {}),
