@@ -25,6 +25,7 @@ import {
   eventually,
   gantryJson,
   type LongProcess,
+  partialDownloads,
   type ServerProcess,
   startEnrolledAgent,
   startGantry,
@@ -41,8 +42,8 @@ describe('the agent killed mid-step', () => {
   let agent: LongProcess | undefined;
   const agentDir = () => path.join(dir, 'agent');
   const releases = () => path.join(agentDir(), 'releases', 'web');
-  const startAgent = (failpoints?: string) =>
-    startGantry(['agent', '--data-dir', agentDir()], failpoints ? { FAILPOINTS: failpoints } : {});
+  const startAgent = (failpoints?: string, env: Record<string, string> = {}) =>
+    startGantry(['agent', '--data-dir', agentDir()], failpoints ? { FAILPOINTS: failpoints, ...env } : env);
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'gantry-crash-'));
@@ -147,15 +148,17 @@ describe('the agent killed mid-step', () => {
       ['artifact', 'push', path.join(dir, 'web-3.0.0.tar.gz'), '--component', 'web', '--version', '3.0.0'],
       env,
     );
-    agent = startAgent('agent.download.mid=kill');
+    // Downloaded to a file (not held in memory), so the kill leaves a partial download behind.
+    agent = startAgent('agent.download.mid=kill', { GANTRY_AGENT_MEMORY_DOWNLOAD_MIB: '0' });
     const step = await queue('install', '3.0.0');
     expect(await agent.exited).toBeNull();
     expect(readlinkSync(path.join(releases(), 'current'))).toBe('2.0.0');
     expect(existsSync(path.join(releases(), '3.0.0'))).toBe(false);
+    expect(partialDownloads(agentDir())).toHaveLength(1);
     agent = startAgent();
     expect((await finished(step.id)).state).toBe('succeeded');
     expect(existsSync(path.join(releases(), '3.0.0', 'index.html'))).toBe(true);
-    expect(readdirSync(path.join(agentDir(), 'downloads'))).toEqual([]);
+    expect(partialDownloads(agentDir())).toEqual([]);
     expect(await reports(step.id)).toHaveLength(1);
     await agent.stop('SIGTERM');
   });
@@ -234,10 +237,10 @@ describe('the agent killed mid-step', () => {
         await eventually(async () =>
           (await gantryJson(['targets', 'show', 'small-1'], env)).state === 'online' ? true : undefined,
         );
-        // About 3 MiB to download, 6 MiB to unpack: the download fits, the release does not.
+        // About 5 MiB to download (held in memory), 10 MiB to unpack: the release does not fit.
         writeFileSync(
           path.join(dir, 'big.tar.gz'),
-          makeTarGz({ 'data.txt': randomBytes(3 * 1024 * 1024).toString('hex') }),
+          makeTarGz({ 'data.txt': randomBytes(5 * 1024 * 1024).toString('hex') }),
         );
         await gantryJson(
           ['artifact', 'push', path.join(dir, 'big.tar.gz'), '--component', 'big', '--version', '1.0.0'],
@@ -255,7 +258,7 @@ describe('the agent killed mid-step', () => {
         }, 30_000);
         expect(done.message).toContain('insufficient_disk');
         expect(readdirSync(path.join(small, 'releases', 'big'))).toEqual([]);
-        expect(readdirSync(path.join(small, 'downloads'))).toEqual([]);
+        expect(partialDownloads(small)).toEqual([]);
       } finally {
         await smallAgent?.stop('SIGKILL');
         unmount(small);

@@ -19,6 +19,7 @@ import {
   eventually,
   gantryJson,
   type LongProcess,
+  partialDownloads,
   type ServerProcess,
   startGantry,
   startServer,
@@ -124,7 +125,7 @@ describe.concurrent('the agent through a faulty network (H2 fault proxy)', () =>
   });
 
   /** A proxy in front of the server, and an agent enrolled through it (its --server is the proxy). */
-  async function agentBehindProxy(name: string) {
+  async function agentBehindProxy(name: string, env: Record<string, string> = {}) {
     const proxy = await startFaultProxy({ port: Number(new URL(server.url).port) });
     proxies.push(proxy);
     const dataDir = path.join(dir, name);
@@ -133,6 +134,7 @@ describe.concurrent('the agent through a faulty network (H2 fault proxy)', () =>
     const agent = startGantry(['agent', '--server', proxy.url, '--data-dir', dataDir, '--name', name], {
       GANTRY_ENROLL_TOKEN: token.secret,
       GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS: '8',
+      ...env,
     });
     agents.push(agent);
     // Enrolled (created and seen at once), then seen again: the first heartbeat went through.
@@ -147,7 +149,7 @@ describe.concurrent('the agent through a faulty network (H2 fault proxy)', () =>
       agent,
       dataDir,
       releases: (component: string) => path.join(dataDir, 'releases', component),
-      downloads: path.join(dataDir, 'downloads'),
+      downloads: () => partialDownloads(dataDir),
     };
   }
 
@@ -254,7 +256,7 @@ describe.concurrent('the agent through a faulty network (H2 fault proxy)', () =>
     expect(peak).toBeLessThan(150 * MiB);
     expect(peak - idle).toBeLessThan(16 * MiB);
     expect(readdirSync(releases('blob'))).toEqual([]);
-    expect(readdirSync(downloads)).toEqual([]);
+    expect(downloads()).toEqual([]);
     expect(agent.proc.exitCode).toBeNull();
 
     proxy.set({ kind: 'pass' });
@@ -279,7 +281,7 @@ describe.concurrent('the agent through a faulty network (H2 fault proxy)', () =>
     expect(done.message).toContain('nothing was unpacked');
     expect(existsSync(path.join(releases('site'), '1.0.0'))).toBe(false);
     expect(readdirSync(releases('site'))).toEqual([]);
-    expect(readdirSync(downloads)).toEqual([]);
+    expect(downloads()).toEqual([]);
     expect(agent.proc.exitCode).toBeNull();
     expect(await reports(step.id)).toHaveLength(1);
 
@@ -295,8 +297,8 @@ describe.concurrent('the agent through a faulty network (H2 fault proxy)', () =>
    * needs 5 s, and once it is under way the network goes down for 1 s and up for 1 s, three
    * times, so no up-time is long enough for it. Then the network settles.
    */
-  async function flapDuringDownload(name: string) {
-    const setup = await agentBehindProxy(name);
+  async function flapDuringDownload(name: string, env: Record<string, string> = {}) {
+    const setup = await agentBehindProxy(name, env);
     const { proxy } = setup;
     const up: FaultMode = { kind: 'bandwidth', bytesPerSecond: 4 * MiB };
     proxy.set(up);
@@ -312,26 +314,35 @@ describe.concurrent('the agent through a faulty network (H2 fault proxy)', () =>
     return { ...setup, step: await queued };
   }
 
-  it('F21: a network flapping during a 20 MiB download is ridden out: the one step resumes where it was cut and ends in one verified install', {
-    timeout: 60_000,
-  }, async ({ expect }) => {
-    const { proxy, agent, releases, downloads, step } = await flapDuringDownload('f21-1');
-    const pkg = packages.bulk as Package;
-    // The download was cut part-way.
-    expect(proxy.stats().maxDownAtBreak).toBeGreaterThan(1 * MiB);
-    expect(proxy.stats().maxDownAtBreak).toBeLessThan(pkg.size);
-    const done = await finished('f21-1', step.id, 45_000);
-    expect(agent.proc.exitCode).toBeNull();
-    expect(done.state, String(done.message)).toBe('succeeded');
-    expect(done.message).toBe('installed bulk 1.0.0');
-    // Reported once, although reports were cut too.
-    expect(await reports(step.id)).toHaveLength(1);
-    expect(readdirSync(releases('bulk'))).toEqual(['1.0.0']);
-    expect(readFileSync(path.join(releases('bulk'), '1.0.0', 'data.bin')).equals(pkg.content)).toBe(true);
-    expect(readdirSync(downloads)).toEqual([]);
-    // It resumed rather than starting over each time: far fewer bytes than one copy per cut.
-    expect(proxy.stats().bytesDown).toBeLessThan(pkg.size * 2);
-  });
+  // Kept in memory (the default up to 64 MiB), and in a file (GANTRY_AGENT_MEMORY_DOWNLOAD_MIB=0).
+  it.for<[string, Record<string, string>]>([
+    ['in memory', {}],
+    ['to a file', { GANTRY_AGENT_MEMORY_DOWNLOAD_MIB: '0' }],
+  ])(
+    'F21: a network flapping during a 20 MiB download (%s) is ridden out: the one step resumes where it was cut and ends in one verified install',
+    {
+      timeout: 60_000,
+    },
+    async ([how, env], { expect }) => {
+      const name = how === 'in memory' ? 'f21-1' : 'f21-2';
+      const { proxy, agent, releases, downloads, step } = await flapDuringDownload(name, env);
+      const pkg = packages.bulk as Package;
+      // The download was cut part-way.
+      expect(proxy.stats().maxDownAtBreak).toBeGreaterThan(1 * MiB);
+      expect(proxy.stats().maxDownAtBreak).toBeLessThan(pkg.size);
+      const done = await finished(name, step.id, 45_000);
+      expect(agent.proc.exitCode).toBeNull();
+      expect(done.state, String(done.message)).toBe('succeeded');
+      expect(done.message).toBe('installed bulk 1.0.0');
+      // Reported once, although reports were cut too.
+      expect(await reports(step.id)).toHaveLength(1);
+      expect(readdirSync(releases('bulk'))).toEqual(['1.0.0']);
+      expect(readFileSync(path.join(releases('bulk'), '1.0.0', 'data.bin')).equals(pkg.content)).toBe(true);
+      expect(downloads()).toEqual([]);
+      // It resumed rather than starting over each time: far fewer bytes than one copy per cut.
+      expect(proxy.stats().bytesDown).toBeLessThan(pkg.size * 2);
+    },
+  );
 
   it('F22: an answer longer than the step declares, without end, is cut off at the declared length', async ({
     expect,
@@ -352,7 +363,7 @@ describe.concurrent('the agent through a faulty network (H2 fault proxy)', () =>
     expect(proxy.stats().maxConnectionDown).toBeLessThan(pkg.size + 4 * MiB);
     expect(peak).toBeLessThan(150 * MiB);
     expect(readdirSync(releases('blob'))).toEqual([]);
-    expect(readdirSync(downloads)).toEqual([]);
+    expect(downloads()).toEqual([]);
     expect(agent.proc.exitCode).toBeNull();
 
     proxy.set({ kind: 'pass' });

@@ -144,7 +144,7 @@ describe('the agent process', () => {
     expect(await lonely.stop('SIGTERM')).toBe(0);
   });
 
-  it('refuses a download timeout it cannot use, naming the setting, before it does anything', async () => {
+  it('refuses a download setting it cannot use, naming the setting, before it does anything', async () => {
     const dataDir = path.join(dir, 'bad-timeout');
     const cli = await runGantry(['agent', '--server', server.url, '--data-dir', dataDir, '--name', 'bad-1'], {
       env: { GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS: '2' },
@@ -159,17 +159,20 @@ describe('the agent process', () => {
       const { writeFileSync } = await import('node:fs');
       const { spawnSync } = await import('node:child_process');
       writeFileSync(path.join(outside, 'gantry-agent.js'), code);
-      const bundled = spawnSync(
-        process.execPath,
-        ['gantry-agent.js', '--server', server.url, '--data-dir', 'state'],
-        {
+      const bundled = (setting: Record<string, string>) =>
+        spawnSync(process.execPath, ['gantry-agent.js', '--server', server.url, '--data-dir', 'state'], {
           cwd: outside,
-          env: { PATH: process.env.PATH ?? '', GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS: 'soon' },
+          env: { PATH: process.env.PATH ?? '', ...setting },
           encoding: 'utf8',
-        },
+        });
+      const soon = bundled({ GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS: 'soon' });
+      expect(soon.status).toBe(2);
+      expect(soon.stderr).toContain("GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS is 'soon'");
+      const lots = bundled({ GANTRY_AGENT_MEMORY_DOWNLOAD_MIB: '2048' });
+      expect(lots.status).toBe(2);
+      expect(lots.stderr).toContain(
+        "GANTRY_AGENT_MEMORY_DOWNLOAD_MIB is '2048': give a whole number of MiB from 0 to 1024",
       );
-      expect(bundled.status).toBe(2);
-      expect(bundled.stderr).toContain("GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS is 'soon'");
     } finally {
       rmSync(outside, { recursive: true, force: true });
     }

@@ -21,6 +21,7 @@ import {
   eventually,
   gantryJson,
   type LongProcess,
+  partialDownloads,
   type ServerProcess,
   startEnrolledAgent,
   startServer,
@@ -141,7 +142,7 @@ describe('steps run by a real agent', () => {
     ]);
     expect(existsSync(path.join(dir, 'escaped.txt'))).toBe(false);
     expect(existsSync(path.join(agentDir(), 'escaped.txt'))).toBe(false);
-    expect(readdirSync(path.join(agentDir(), 'downloads'))).toEqual([]);
+    expect(partialDownloads(agentDir())).toEqual([]);
   });
 
   it('deploys a real HTTP service, and rolls back a version whose health check fails (F05)', async () => {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { Failpoints } from '../support/failpoints.ts';
-import { AgentFatalError, AgentSettingError, downloadTimeoutSetting, runAgent } from './run-agent.ts';
+import { AgentFatalError, AgentSettingError, agentSettings, runAgent } from './run-agent.ts';
 
 const HELP = `Usage: node gantry-agent.js [--server URL] [--enroll TOKEN] [--data-dir DIR] [--name NAME]
 
@@ -45,9 +45,9 @@ async function main(): Promise<number> {
     base: { service: 'gantry-agent' },
     timestamp: pino.stdTimeFunctions.isoTime,
   });
-  let downloadTimeoutSeconds: number | undefined;
+  let settings: ReturnType<typeof agentSettings>;
   try {
-    downloadTimeoutSeconds = downloadTimeoutSetting(process.env.GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS);
+    settings = agentSettings(process.env);
   } catch (error) {
     if (!(error instanceof AgentSettingError)) throw error;
     process.stderr.write(`error: ${error.message}\n`);
@@ -66,7 +66,7 @@ async function main(): Promise<number> {
       name: values.name,
       logger,
       stopped,
-      downloadTimeoutSeconds,
+      ...settings,
     });
     return 0;
   } catch (error) {

@@ -27,6 +27,8 @@ export interface AgentOptions {
   failpoints?: Failpoints | undefined;
   /** How long a download may be silent or trickle (GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS, 60). */
   downloadTimeoutSeconds?: number | undefined;
+  /** Packages up to this many MiB are downloaded into memory (GANTRY_AGENT_MEMORY_DOWNLOAD_MIB, 64). */
+  memoryDownloadMib?: number | undefined;
 }
 
 export class AgentFatalError extends Error {}
@@ -34,15 +36,51 @@ export class AgentFatalError extends Error {}
 /** A setting the agent was started with is not usable; the message says which and what to give. */
 export class AgentSettingError extends Error {}
 
-/** GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS: how long a download may be silent or trickle (5–3600). */
-export function downloadTimeoutSetting(text: string | undefined): number | undefined {
+/**
+ * A whole-number setting from the environment: undefined when not given, else a number from `min`
+ * to `max`, or an AgentSettingError naming the setting and what to give.
+ */
+export function wholeNumberSetting(
+  name: string,
+  text: string | undefined,
+  min: number,
+  max: number,
+  unit: string,
+): number | undefined {
   if (text === undefined || text === '') return undefined;
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 5 || n > 3600)
+  if (!Number.isInteger(n) || n < min || n > max)
     throw new AgentSettingError(
-      `GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS is '${text}': give a whole number of seconds from 5 to 3600.`,
+      `${name} is '${text}': give a whole number of ${unit} from ${min} to ${max}.`,
     );
   return n;
+}
+
+/**
+ * The agent's settings from its environment:
+ * - GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS: how long a download may be silent or trickle (5–3600);
+ * - GANTRY_AGENT_MEMORY_DOWNLOAD_MIB: packages up to this size are downloaded into memory and
+ *   checked there; larger ones go to a file under the data directory (0–1024; 0: always a file).
+ */
+export function agentSettings(
+  env: Record<string, string | undefined>,
+): Pick<AgentOptions, 'downloadTimeoutSeconds' | 'memoryDownloadMib'> {
+  return {
+    downloadTimeoutSeconds: wholeNumberSetting(
+      'GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS',
+      env.GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS,
+      5,
+      3600,
+      'seconds',
+    ),
+    memoryDownloadMib: wholeNumberSetting(
+      'GANTRY_AGENT_MEMORY_DOWNLOAD_MIB',
+      env.GANTRY_AGENT_MEMORY_DOWNLOAD_MIB,
+      0,
+      1024,
+      'MiB',
+    ),
+  };
 }
 
 export function hostFacts(dataDir: string) {
@@ -178,6 +216,8 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   const failpoints = options.failpoints ?? NO_FAILPOINTS;
   const supervisor = new Supervisor(options.dataDir);
   const downloadTimeoutMs = (options.downloadTimeoutSeconds ?? 60) * 1000;
+  const inMemoryDownloadMax =
+    options.memoryDownloadMib === undefined ? undefined : options.memoryDownloadMib * 1024 * 1024;
   // What a step needs; `state` is read each time (a re-enrollment replaces it).
   const stepContext = () => ({
     server,
@@ -186,6 +226,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
     failpoints,
     supervisor,
     downloadTimeoutMs,
+    inMemoryDownloadMax,
   });
   const heartbeat = () =>
     post(

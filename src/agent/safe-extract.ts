@@ -7,8 +7,13 @@
  * with ownership forced to the agent's user and set-id, sticky and world-writable bits stripped.
  * Any failure removes that directory.
  */
-import { chmod, lstat, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { once } from 'node:events';
+import { createReadStream, type Stats } from 'node:fs';
+import { chmod, lstat, mkdtemp, open, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
 import * as tar from 'tar';
 
 export interface ExtractLimits {
@@ -58,7 +63,7 @@ export function pathProblem(entryPath: string, maxDepth: number): string | null 
  * refuses the whole archive — the staging directory, which nothing else can see, is removed.
  */
 export async function extractSafely(
-  archive: string,
+  archive: string | Buffer[],
   stagingParent: string,
   limits: ExtractLimits = DEFAULT_LIMITS,
 ): Promise<string> {
@@ -89,8 +94,7 @@ export async function extractSafely(
         ? { uid: process.getuid(), gid: process.getgid() }
         : {};
     try {
-      await tar.x({
-        file: archive,
+      const unpack = tar.x({
         cwd: staging,
         strict: true,
         preservePaths: false,
@@ -98,11 +102,11 @@ export async function extractSafely(
         ...owner,
         maxDepth: limits.maxDepth,
         maxDecompressionRatio: limits.maxDecompressionRatio,
-        // Read in 1 MiB pieces (node-tar's default is 16 MiB: a package held whole, in memory).
-        maxReadSize: 1024 * 1024,
         onwarn: (_code: string, message: string) => refuse(null, message),
-        filter: (_path, entry) => ('type' in entry ? judge(entry.path, entry.type, entry.size ?? 0) : false),
+        filter: (_path: string, entry: tar.ReadEntry | Stats) =>
+          'type' in entry ? judge(entry.path, entry.type, entry.size ?? 0) : false,
       });
+      await unpackFrom(archive, unpack, limits.maxDecompressionRatio);
     } catch (error) {
       refuse(null, `cannot be read as a tar archive (${(error as Error).message})`);
     }
@@ -115,6 +119,88 @@ export async function extractSafely(
     throw new UnsafeArchiveError(null, `could not be unpacked (${(error as Error).message})`);
   }
 }
+
+/**
+ * Feeds an archive (a file read in 1 MiB pieces, or the pieces held in memory) to the unpacker. A gzipped one
+ * is inflated here, off the main thread and into 1 MiB pieces (node-tar would inflate it on the
+ * main thread into 16 KiB pieces, one file write each), with the same bound on how far it may
+ * grow: no more than `maxRatio` times the compressed bytes read so far.
+ */
+async function unpackFrom(archive: string | Buffer[], unpack: tar.Unpack, maxRatio: number): Promise<void> {
+  const done = new Promise<void>((resolve, reject) => {
+    unpack.on('close', resolve);
+    unpack.on('error', reject);
+  });
+  // Awaited below; an error while a piece waits is thrown from there, not left unhandled.
+  done.catch(() => {});
+  const feed = async (pieces: AsyncIterable<Buffer>) => {
+    for await (const piece of pieces) {
+      // An unpacker that failed takes no more (and would never drain): its error ends this.
+      if (!unpack.write(piece)) await Promise.race([once(unpack, 'drain'), done]);
+    }
+    unpack.end();
+    await done;
+  };
+  const source = () =>
+    typeof archive === 'string'
+      ? createReadStream(archive, { highWaterMark: PIECE })
+      : Readable.from(inPieces(archive), { objectMode: false });
+  if (!(await isGzip(archive))) return pipeline(source(), feed);
+  let compressed = 0;
+  let inflated = 0;
+  await pipeline(
+    source(),
+    async function* (pieces: AsyncIterable<Buffer>) {
+      for await (const piece of pieces) {
+        compressed += piece.length;
+        yield piece;
+      }
+    },
+    createGunzip({ chunkSize: PIECE }),
+    async function* (pieces: AsyncIterable<Buffer>) {
+      for await (const piece of pieces) {
+        inflated += piece.length;
+        if (inflated / compressed > maxRatio)
+          throw new Error(
+            `max decompression ratio exceeded: ${(inflated / compressed).toFixed(2)} > ${maxRatio}`,
+          );
+        yield piece;
+      }
+    },
+    feed,
+  );
+}
+
+/** Small pieces (as a download brings them) joined into pieces of about 1 MiB. */
+function* inPieces(parts: Buffer[]): Generator<Buffer> {
+  let group: Buffer[] = [];
+  let length = 0;
+  for (const part of parts) {
+    group.push(part);
+    length += part.length;
+    if (length >= PIECE) {
+      yield group.length === 1 ? part : Buffer.concat(group, length);
+      group = [];
+      length = 0;
+    }
+  }
+  if (length > 0) yield Buffer.concat(group, length);
+}
+
+async function isGzip(archive: string | Buffer[]): Promise<boolean> {
+  const head = Buffer.alloc(2);
+  if (typeof archive === 'string') {
+    const handle = await open(archive, 'r');
+    try {
+      await handle.read(head, 0, 2, 0);
+    } finally {
+      await handle.close();
+    }
+  } else Buffer.concat(archive.slice(0, 2)).copy(head, 0, 0, 2);
+  return head[0] === 0x1f && head[1] === 0x8b;
+}
+
+const PIECE = 1024 * 1024;
 
 /** Checks what landed on disk and strips set-id, sticky and world-writable bits. */
 async function sanitise(dir: string): Promise<void> {

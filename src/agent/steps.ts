@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readdir, readlink, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Failpoints } from '../support/failpoints.ts';
 import { type AgentState, badRefusal, markBad, type SlotName, writeState } from './agent-state.ts';
@@ -48,6 +49,8 @@ export interface StepContext {
   supervisor: Supervisor;
   /** How long a download may be silent or trickle before it is given up (default 60 s). */
   downloadTimeoutMs?: number | undefined;
+  /** Packages up to this many bytes are downloaded into memory (default IN_MEMORY_DOWNLOAD_MAX). */
+  inMemoryDownloadMax?: number | undefined;
 }
 
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
@@ -153,8 +156,13 @@ async function install(ctx: StepContext, step: StepToRun, releases: string): Pro
     return { outcome: 'failed', message: 'the step names no digest to install' };
   await mkdir(releases, { recursive: true, mode: 0o755 });
   const downloads = path.join(ctx.dataDir, 'downloads');
-  await mkdir(downloads, { recursive: true, mode: 0o700 });
   const file = path.join(downloads, `${step.digest}.partial`);
+  // A package of a known, modest size is held in memory while it is checked (no write of the
+  // archive to disk and no read back); a larger one, or one of unknown size, goes to a file.
+  const sink =
+    step.size !== null && step.size <= (ctx.inMemoryDownloadMax ?? IN_MEMORY_DOWNLOAD_MAX)
+      ? memorySink()
+      : await fileSink(downloads, file);
   try {
     let hash = createHash('sha256');
     const limit = step.size ?? Number.POSITIVE_INFINITY;
@@ -181,12 +189,10 @@ async function install(ctx: StepContext, step: StepToRun, releases: string): Pro
         response.body.resume();
         return { outcome: 'failed', message: `download refused: the server answered ${response.status}` };
       }
-      let append = resume;
       if (resume && response.status === 200) {
         // The server sent everything again: start over with it.
         hash = createHash('sha256');
         received = 0;
-        append = false;
       }
       try {
         await pipeline(
@@ -204,18 +210,18 @@ async function install(ctx: StepContext, step: StepToRun, releases: string): Pro
               yield chunk;
             }
           },
-          createWriteStream(file, { mode: 0o600, flags: append ? 'a' : 'w' }),
+          sink.writable(received),
         );
         break;
       } catch (error) {
         if (!isCutOff(error) || attempt >= DOWNLOAD_ATTEMPTS) throw error;
-        // Take up from what reached the disk: count and hash exactly those bytes again.
+        // Take up from what was kept: count and hash exactly those bytes again.
         hash = createHash('sha256');
         received = 0;
         try {
-          for await (const chunk of createReadStream(file)) {
-            hash.update(chunk as Buffer);
-            received += (chunk as Buffer).length;
+          for await (const chunk of sink.kept()) {
+            hash.update(chunk);
+            received += chunk.length;
           }
         } catch {
           hash = createHash('sha256');
@@ -238,7 +244,7 @@ async function install(ctx: StepContext, step: StepToRun, releases: string): Pro
         message: `refused: the package hashes to sha256:${actual}, not sha256:${step.digest}; nothing was unpacked`,
       };
     await ctx.failpoints.hit('agent.after_download');
-    const staging = await extractSafely(file, releases);
+    const staging = await extractSafely(sink.archive(), releases);
     await ctx.failpoints.hit('agent.after_extract');
     let manifest: Manifest | undefined;
     try {
@@ -273,8 +279,67 @@ async function install(ctx: StepContext, step: StepToRun, releases: string): Pro
       return { outcome: 'failed', message: `refused: ${text}; nothing was installed` };
     return { outcome: 'failed', message: `install failed: ${text}` };
   } finally {
-    await rm(file, { force: true });
+    await sink.discard();
   }
+}
+
+/** Packages up to this size are downloaded into memory; larger ones into a file. */
+export const IN_MEMORY_DOWNLOAD_MAX = 64 * 1024 * 1024;
+
+/** Where a download's bytes are kept until they are checked and unpacked. */
+interface DownloadSink {
+  /** A stream that keeps the bytes from `offset` on (what was kept after it is dropped). */
+  writable(offset: number): Writable;
+  /** The bytes kept so far. */
+  kept(): AsyncIterable<Buffer>;
+  /** What the extractor reads: the file, or the bytes themselves. */
+  archive(): string | Buffer[];
+  discard(): Promise<void>;
+}
+
+function memorySink(): DownloadSink {
+  // The pieces as they came (the download's length is checked against the declared size before
+  // they get here): kept as they are, not copied into one buffer.
+  let pieces: Buffer[] = [];
+  let length = 0;
+  return {
+    writable(offset) {
+      while (length > offset) {
+        const last = pieces.pop() as Buffer;
+        length -= last.length;
+        if (length < offset) {
+          pieces.push(last.subarray(0, offset - length));
+          length = offset;
+        }
+      }
+      return new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          pieces.push(chunk);
+          length += chunk.length;
+          done();
+        },
+      });
+    },
+    async *kept() {
+      yield* pieces;
+    },
+    archive: () => pieces,
+    async discard() {
+      pieces = [];
+    },
+  };
+}
+
+async function fileSink(downloads: string, file: string): Promise<DownloadSink> {
+  await mkdir(downloads, { recursive: true, mode: 0o700 });
+  return {
+    writable: (offset) => createWriteStream(file, { mode: 0o600, flags: offset > 0 ? 'a' : 'w' }),
+    async *kept() {
+      for await (const chunk of createReadStream(file)) yield chunk as Buffer;
+    },
+    archive: () => file,
+    discard: () => rm(file, { force: true }),
+  };
 }
 
 async function activate(
@@ -372,7 +437,7 @@ async function activate(
 
 // The YAML and tar readers are loaded when a step first needs them, so an idle agent stays small.
 const readManifest = async (dir: string) => (await import('./manifest.ts')).readManifest(dir);
-const extractSafely = async (archive: string, parent: string) =>
+const extractSafely = async (archive: string | Buffer[], parent: string) =>
   (await import('./safe-extract.ts')).extractSafely(archive, parent);
 
 /** Stops `version`, switches back to `before` and starts it again; says what was done. */

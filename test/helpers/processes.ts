@@ -175,6 +175,12 @@ export async function pushReleases(
  * Kills what the agents of these data directories started and a killed agent leaves running
  * (services by their pid files in `run/`, an nginx by `nginx/nginx.pid`), with their groups.
  */
+/** What an agent's downloads directory holds (none when it was never made: small downloads stay in memory). */
+export function partialDownloads(dataDir: string): string[] {
+  const downloads = path.join(dataDir, 'downloads');
+  return existsSync(downloads) ? readdirSync(downloads) : [];
+}
+
 export function killLeftovers(dataDirs: string[]): void {
   for (const dataDir of dataDirs) {
     const run = path.join(dataDir, 'run');

@@ -21,7 +21,7 @@ export function addAgentCommand(program: Command, ctx: CliContext): void {
       // Loaded here, not at startup: every other verb starts without the agent's modules.
       const [
         { default: pino },
-        { AgentFatalError, AgentSettingError, downloadTimeoutSetting, runAgent },
+        { AgentFatalError, AgentSettingError, agentSettings, runAgent },
         { Failpoints },
       ] = await Promise.all([
         import('pino'),
@@ -33,9 +33,9 @@ export function addAgentCommand(program: Command, ctx: CliContext): void {
         base: { service: 'gantry-agent' },
         timestamp: pino.stdTimeFunctions.isoTime,
       });
-      let downloadTimeoutSeconds: number | undefined;
+      let settings: ReturnType<typeof agentSettings>;
       try {
-        downloadTimeoutSeconds = downloadTimeoutSetting(ctx.env.GANTRY_AGENT_DOWNLOAD_TIMEOUT_SECONDS);
+        settings = agentSettings(ctx.env);
       } catch (error) {
         if (error instanceof AgentSettingError) throw new CliError(EXIT.usage, error.message);
         throw error;
@@ -54,7 +54,7 @@ export function addAgentCommand(program: Command, ctx: CliContext): void {
           name: o.name,
           logger,
           stopped,
-          downloadTimeoutSeconds,
+          ...settings,
         });
       } catch (error) {
         if (error instanceof AgentFatalError) throw new CliError(EXIT.refused, error.message);
