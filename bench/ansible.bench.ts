@@ -33,20 +33,14 @@ import {
 } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { AgentState } from '../src/agent/agent-state.ts';
-import { writeState } from '../src/agent/agent-state.ts';
-import { runStep } from '../src/agent/steps.ts';
-import { Supervisor } from '../src/agent/supervisor.ts';
-import { NO_FAILPOINTS } from '../src/support/failpoints.ts';
+import type { AgentsInput } from './ansible-agents.ts';
 import {
   Client,
   cpuSeconds,
   enroll,
-  Fleet,
   finished,
   mib,
   procStatus,
-  type Simulated,
   seconds,
   sleep,
   startServer,
@@ -56,6 +50,9 @@ import {
 const TARGETS = Number(process.env.BENCH_ANSIBLE_TARGETS ?? 200);
 const FORKS = (process.env.BENCH_ANSIBLE_FORKS ?? '5,20,50').split(',').map(Number).filter(Boolean);
 const PACKAGE_MIB = 10;
+/** The simulated agents run in this many processes, each running at most PARALLEL steps at once. */
+const PROCESSES = Number(process.env.BENCH_ANSIBLE_PROCESSES ?? os.cpus().length);
+const PARALLEL = Number(process.env.BENCH_ANSIBLE_PARALLEL ?? 2);
 const VERSION = '1.0.0';
 const root = mkdtempSync(path.join(os.tmpdir(), 'gantry-ansible-bench-'));
 const pad = (i: number) => String(i).padStart(5, '0');
@@ -153,42 +150,14 @@ async function gantry(pkg: { file: string; sha256: string }): Promise<void> {
       components: [{ component: 'site', version: VERSION }],
     });
     const enrolled = await enroll(client, 'bench', TARGETS, 16, (i) => `t-${pad(i)}`);
-    // Each target's agent keeps its state in its own data directory, as `gantry agent` does.
-    const sims = enrolled.agents.map((a, i) => {
-      const dataDir = path.join(dir, 'targets', `t-${pad(i)}`);
-      const state: AgentState = {
-        version: 1,
-        server: server.base.toString(),
-        agentId: a.agentId,
-        targetId: a.targetId,
-        name: `t-${pad(i)}`,
-        credential: a.credential,
-      };
-      writeState(dataDir, state);
-      return { ...a, dataDir, state, supervisor: new Supervisor(dataDir) };
-    });
-    const fleet = new Fleet<Simulated & (typeof sims)[number]>(
-      new Client(server.base, TARGETS + 16),
-      sims,
-      async (sim, step) =>
-        ({
-          ...(await runStep(
-            {
-              server: server.base.toString(),
-              dataDir: sim.dataDir,
-              state: sim.state,
-              failpoints: NO_FAILPOINTS,
-              supervisor: sim.supervisor,
-            },
-            step,
-          )),
-        }) as Record<string, unknown>,
-      { wait: 20, pollMs: 0, heartbeats: false },
+    const dataDirs = enrolled.agents.map((_, i) => path.join(dir, 'targets', `t-${pad(i)}`));
+    const agents = await startAgentProcesses(
+      server.base.toString(),
+      enrolled.agents.map((a, i) => ({ ...a, name: `t-${pad(i)}`, dataDir: dataDirs[i] as string })),
+      dir,
     );
-    fleet.start();
-    await sleep(1000);
     const serverCpu0 = cpuSeconds(server.pid);
-    const simCpu0 = process.cpuUsage();
+    const agentsCpu0 = agents.cpu();
     const t0 = Date.now();
     const created = await client.json('POST', '/api/v1/deployments', {
       release: `site@${VERSION}`,
@@ -200,27 +169,83 @@ async function gantry(pkg: { file: string; sha256: string }): Promise<void> {
       created.id as string,
       30 * 60_000,
       () => true,
-      () => `last agent error: ${fleet.lastError}`,
+      () => `the agents said: ${agents.said().slice(-500)}`,
     );
     const wall = (Date.parse(view.finishedAt as string) - t0) / 1000;
     const serverCpu = cpuSeconds(server.pid) - serverCpu0;
-    const simCpu = process.cpuUsage(simCpu0);
-    await fleet.stop();
+    const agentsCpu = agents.cpu() - agentsCpu0;
+    const peak = agents.peakRss();
+    const counts = await agents.stop();
     const check = verify(
-      sims.map((s) => s.dataDir),
+      dataDirs,
       (d) => path.join(d, 'releases', 'site', 'current'),
       () => VERSION,
     );
     ways.push({
-      name: `Gantry: server + big-bang deployment, ${TARGETS} agents in one process running the agent's step code`,
+      name: `Gantry: server + big-bang deployment, ${TARGETS} agents in ${PROCESSES} processes running the agent's step code`,
       seconds: view.state === 'succeeded' ? wall : null,
-      note: `${view.state}, ${JSON.stringify(view.counts)}; ${check}; server CPU ${serverCpu.toFixed(1)} s, agents' process CPU ${((simCpu.user + simCpu.system) / 1e6).toFixed(1)} s (peak RSS ${mib(procStatus(process.pid, 'VmHWM'))} MiB); ${fleet.errors} failed requests retried`,
+      note: `${view.state}, ${JSON.stringify(view.counts)}; ${check}; server CPU ${serverCpu.toFixed(1)} s, agents' processes CPU ${agentsCpu.toFixed(1)} s (peak RSS ${peak.map((n) => mib(n)).join(' + ')} MiB); ${counts.errors} failed requests retried`,
     });
   } finally {
     client.agent.destroy();
     await server.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The simulated agents, split over PROCESSES processes (bench/ansible-agents.ts), each running
+ * at most PARALLEL steps at once. Resolves once every agent polls.
+ */
+async function startAgentProcesses(server: string, all: AgentsInput['agents'], dir: string) {
+  const script = path.join(import.meta.dirname, 'ansible-agents.ts');
+  const children = await Promise.all(
+    Array.from({ length: PROCESSES }, async (_, p) => {
+      const input: AgentsInput = {
+        server,
+        parallel: PARALLEL,
+        agents: all.filter((_, i) => i % PROCESSES === p),
+      };
+      const file = path.join(dir, `agents-${p}.json`);
+      writeFileSync(file, JSON.stringify(input));
+      const child = spawn(process.execPath, [...process.execArgv, script, file], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let said = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
+      child.stderr.on('data', (d: Buffer) => {
+        said = (said + d.toString()).slice(-4000);
+      });
+      for (let i = 0; i < 600 && !out.includes('ready'); i++) {
+        if (child.exitCode !== null) throw new Error(`an agents' process ended: ${said}`);
+        await sleep(100);
+      }
+      return { child, out: () => out, said: () => said };
+    }),
+  );
+  return {
+    cpu: () => children.reduce((sum, c) => sum + cpuSeconds(c.child.pid as number), 0),
+    peakRss: () => children.map((c) => procStatus(c.child.pid as number, 'VmHWM')),
+    said: () => children.map((c) => c.said()).join('\n'),
+    async stop(): Promise<{ steps: number; errors: number }> {
+      const counts = await Promise.all(
+        children.map(async (c) => {
+          const exited = new Promise((resolve) => c.child.once('exit', resolve));
+          c.child.kill('SIGTERM');
+          await exited;
+          const last = c.out().trim().split('\n').at(-1) ?? '{}';
+          return JSON.parse(last.startsWith('{') ? last : '{}') as { steps?: number; errors?: number };
+        }),
+      );
+      return {
+        steps: counts.reduce((n, c) => n + (c.steps ?? 0), 0),
+        errors: counts.reduce((n, c) => n + (c.errors ?? 0), 0),
+      };
+    },
+  };
 }
 
 // (b) The shell loop.

@@ -15,7 +15,8 @@
  * memory is its RSS sampled every 100 ms from /proc, and the kernel's VmHWM.
  *
  * BENCH_HEARTBEATS=1 also sends every agent's heartbeat at the real rhythm (once per 15 s) during
- * the deployments. Diagnostics: BENCH_ONLY=big-bang skips the phased rollout, BENCH_SQLITE=0 the
+ * the deployments. Diagnostics: BENCH_ONLY=big-bang skips the phased rollout (BENCH_ONLY=phased
+ * the big-bang deployment), BENCH_SQLITE=0 the
  * SQLite run; BENCH_DIR=/dev/shm
  * puts the data directory in memory (no fsync cost); BENCH_SERVER_NODE_ARGS=--cpu-prof profiles.
  */
@@ -124,7 +125,7 @@ interface Row {
   heartbeatRate: number;
   tokenRate: number;
   refused: { heartbeats: number; tokens: number };
-  bigBang: DeployResult;
+  bigBang: DeployResult | undefined;
   phased: DeployResult | undefined;
   rssPeak: number;
   rssIdle: number;
@@ -217,14 +218,17 @@ async function scenario(database: string, dir: string, env: Record<string, strin
     const idle0 = cpuSeconds(server.pid);
     await sleep(IDLE_SECONDS * 1000);
     const idleCpu = (cpuSeconds(server.pid) - idle0) / IDLE_SECONDS;
-    const bigBang = await deploy(client, fleet, server.pid, {
-      release: 'noop@1.0.0',
-      environment: 'scale',
-      strategy: 'big-bang',
-    });
-    console.error(
-      `[${database}] big-bang: ${bigBang.state} in ${seconds(bigBang.wallMs)} s (${((2 * TARGETS) / (bigBang.wallMs / 1000)).toFixed(0)} steps/s)`,
-    );
+    let bigBang: DeployResult | undefined;
+    if (ONLY !== 'phased') {
+      bigBang = await deploy(client, fleet, server.pid, {
+        release: 'noop@1.0.0',
+        environment: 'scale',
+        strategy: 'big-bang',
+      });
+      console.error(
+        `[${database}] big-bang: ${bigBang.state} in ${seconds(bigBang.wallMs)} s (${((2 * TARGETS) / (bigBang.wallMs / 1000)).toFixed(0)} steps/s)`,
+      );
+    }
     let phased: DeployResult | undefined;
     if (ONLY !== 'big-bang') {
       phased = await deploy(client, fleet, server.pid, {
@@ -303,13 +307,13 @@ console.log(
 console.log('|---|---:|---:|---:|---:|---:|---:|');
 for (const r of rows) {
   const steps = 2 * TARGETS;
-  const rate = steps / (r.bigBang.wallMs / 1000);
+  const rate = r.bigBang ? steps / (r.bigBang.wallMs / 1000) : Number.NaN;
   const bake = WAVES * BAKE_SECONDS * 1000;
   const phased = r.phased
     ? `${seconds(r.phased.wallMs)} s, ${seconds(r.phased.wallMs - bake)} s (${r.phased.state})`
     : 'not run';
   console.log(
-    `| ${r.database} | ${r.enrollSeconds.toFixed(1)} s (${(TARGETS / r.enrollSeconds).toFixed(0)}/s) | ${rate.toFixed(0)} (${steps} steps in ${seconds(r.bigBang.wallMs)} s, ${r.bigBang.state}) | ${(rate / r.heartbeatRate).toFixed(2)} (${r.heartbeatRate.toFixed(0)}/s) | ${(rate / r.tokenRate).toFixed(2)} (${r.tokenRate.toFixed(0)}/s) | ${phased} | ${mib(r.rssPeak)} MiB (${mib(r.rssIdle)} MiB) |`,
+    `| ${r.database} | ${r.enrollSeconds.toFixed(1)} s (${(TARGETS / r.enrollSeconds).toFixed(0)}/s) | ${r.bigBang ? `${rate.toFixed(0)} (${steps} steps in ${seconds(r.bigBang.wallMs)} s, ${r.bigBang.state})` : 'not run'} | ${(rate / r.heartbeatRate).toFixed(2)} (${r.heartbeatRate.toFixed(0)}/s) | ${(rate / r.tokenRate).toFixed(2)} (${r.tokenRate.toFixed(0)}/s) | ${phased} | ${mib(r.rssPeak)} MiB (${mib(r.rssIdle)} MiB) |`,
   );
 }
 console.log('\nDetails:');
