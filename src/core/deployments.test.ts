@@ -152,6 +152,45 @@ function walk(s: Sim, steps: ReadonlyArray<readonly [string, Step]>): void {
   }
 }
 
+describe('decide: installing the next wave ahead', () => {
+  const twoWaves = (installAhead: boolean, second: TargetState = 'pending'): Snapshot => ({
+    ...counted(
+      snapshot({
+        waves: [waveOf(0, { state: 'running', bakeSeconds: 60 }), waveOf(1)],
+        targets: [...targetsOf(0, 2, 'succeeded'), ...targetsOf(1, 3, second)],
+        now: at(10),
+      }),
+    ),
+    installAhead,
+  });
+
+  it('names the next wave when the bake starts, if the strategy installs ahead and it has targets waiting', () => {
+    expect(decideCounts(twoWaves(true))).toEqual({
+      kind: 'bake_wave',
+      wave: 0,
+      bakeUntil: at(70),
+      installAhead: 1,
+    });
+    expect(decideCounts(twoWaves(false))).toEqual({ kind: 'bake_wave', wave: 0, bakeUntil: at(70) });
+    // Nothing waiting there (installed already, or retried since): nothing to install ahead.
+    expect(decideCounts(twoWaves(true, 'installed'))).toEqual({
+      kind: 'bake_wave',
+      wave: 0,
+      bakeUntil: at(70),
+    });
+  });
+
+  it('a target installed ahead neither holds up the wave before it nor counts as a failure', () => {
+    const s = twoWaves(true, 'installed');
+    const baking = {
+      ...s,
+      waves: s.waves.map((w) => (w.index === 0 ? { ...w, state: 'baking' as const, bakeUntil: at(70) } : w)),
+    };
+    expect(decideCounts({ ...baking, now: at(71) })).toEqual({ kind: 'finish_wave', wave: 0 });
+    expect(haltReasonCounts(baking)).toBeNull();
+  });
+});
+
 describe('decide: a whole phased deployment', () => {
   /** Wave 1: 2 targets, bake 60 s. Wave 2: 3 targets, bake 300 s, manual gate. Rest: 5, no bake. */
   const phased = (): Sim =>

@@ -44,6 +44,11 @@ export type WaveState =
 export type TargetState =
   | 'pending'
   | 'installing'
+  /**
+   * Installed ahead of its wave, while the wave before it baked: the release is on the target,
+   * nothing on it has changed. Its wave activates it; a deployment that stops first leaves it so.
+   */
+  | 'installed'
   | 'activating'
   /** Blue-green: starting in the idle slot and checking its health there. */
   | 'staging'
@@ -89,6 +94,11 @@ export interface Snapshot {
   }>;
   /** How many targets of each wave are in each state (a state may appear more than once: summed). */
   targets: ReadonlyArray<TargetCount>;
+  /**
+   * The strategy installs a wave's release ahead, while the wave before it bakes (phased, rolling,
+   * canary): the next wave then only activates.
+   */
+  installAhead?: boolean | undefined;
   /** A reason to halt whatever the halt rule says (blue-green by groups: a router that failed, or no healthy target in the group). */
   mustHalt?: string | null | undefined;
   /**
@@ -121,7 +131,8 @@ export type Decision =
   | { kind: 'start_wave'; wave: number }
   /** Blue-green: every target of the wave is staged (or failed): switch them all at once. */
   | { kind: 'switch_wave'; wave: number }
-  | { kind: 'bake_wave'; wave: number; bakeUntil: Date }
+  /** `installAhead`: the next wave, whose pending targets install now (its gates pass first). */
+  | { kind: 'bake_wave'; wave: number; bakeUntil: Date; installAhead?: number }
   | { kind: 'await_approval'; wave: number }
   | { kind: 'finish_wave'; wave: number }
   | { kind: 'complete' }
@@ -188,6 +199,7 @@ export function decide(s: Snapshot): Decision {
         kind: 'bake_wave',
         wave: current.index,
         bakeUntil: new Date(s.now.getTime() + current.bakeSeconds * 1000),
+        ...installAhead(s, current.index),
       };
     case 'baking':
       if (current.bakeUntil !== null && s.now.getTime() < current.bakeUntil.getTime())
@@ -199,6 +211,14 @@ export function decide(s: Snapshot): Decision {
       return current.approved ? { kind: 'finish_wave', wave: current.index } : { kind: 'wait' };
   }
   return { kind: 'wait' };
+}
+
+/** The next wave, when its targets may install while `wave` bakes. */
+function installAhead(s: Snapshot, wave: number): { installAhead?: number } {
+  const next = s.waves.find((w) => w.index === wave + 1);
+  if (!s.installAhead || next?.state !== 'pending') return {};
+  const waiting = count(s.targets, (t) => t.wave === next.index && t.state === 'pending');
+  return waiting > 0 ? { installAhead: next.index } : {};
 }
 
 /** Why the halt rule stops the deployment now, or null. */

@@ -188,7 +188,9 @@ for (const kind of testDatabases()) {
       await settle();
       let d = await show(made.body.id);
       expect(d.waves[0]).toMatchObject({ state: 'baking' });
-      expect(agents[1]?.ran).toEqual([]); // the second wave waits
+      // While the first wave bakes, the second installs ahead: nothing on it is activated.
+      expect(agents[1]?.ran).toEqual([{ kind: 'install', version: '1.0.0' }]);
+      expect(d.waves[1].targets.map((x: { state: string }) => x.state)).toEqual(['installed', 'installed']);
       t.clock.advance(300_000);
       await settle();
       d = await show(made.body.id);
@@ -456,7 +458,11 @@ for (const kind of testDatabases()) {
       expect(d.waves[0].targets[0]).toMatchObject({ name: 'web-1', state: 'rolled_back' });
       expect(d.reason).toContain('1 of 3 target(s) failed');
       expect(agents[0]?.ran.at(-1)).toEqual({ kind: 'rollback', version: '2.0.0' });
-      expect(agents[1]?.ran.filter((r) => r.version === '2.0.0')).toEqual([]);
+      // The second wave had installed 2.0.0 ahead, activated nothing, and has nothing to put back.
+      expect(agents[1]?.ran.filter((r) => r.version === '2.0.0')).toEqual([
+        { kind: 'install', version: '2.0.0' },
+      ]);
+      expect(d.waves[1].targets.map((x: { state: string }) => x.state)).toEqual(['installed', 'installed']);
     });
 
     it('does not retry a target an exception event made unhealthy during the bake: the same steps would change nothing', async () => {

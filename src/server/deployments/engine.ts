@@ -63,6 +63,9 @@ const IN_FLIGHT: readonly string[] = [
   'retry',
 ];
 /** The target state while a step of this kind runs. */
+/** Strategies whose next wave installs while the wave before it bakes. */
+const INSTALL_AHEAD: readonly string[] = ['phased', 'rolling', 'canary'];
+
 const RUNNING_STATE = {
   install: 'installing',
   activate: 'activating',
@@ -324,7 +327,11 @@ export class DeploymentEngine {
         const decision = decide(snapshot);
         // Synced, then nothing to decide: this pass saw its own changes, so another has nothing to do.
         if (decision.kind === 'wait') return synced ? 'synced' : 'waited';
-        if (decision.kind === 'start_wave' && verdict === null) return synced ? 'applied' : 'needs_gate';
+        // A wave starts, or installs ahead, only when the gates pass.
+        const gated =
+          decision.kind === 'start_wave' ||
+          (decision.kind === 'bake_wave' && decision.installAhead !== undefined);
+        if (gated && verdict === null) return synced ? 'applied' : 'needs_gate';
         await this.deps.failpoints?.hit('deploy.before_apply');
         await this.apply(uow, d, decision, verdict, wake);
         return 'applied';
@@ -406,6 +413,17 @@ export class DeploymentEngine {
       .where((eb) => eb.or([eb('t.state', '=', 'retry'), eb('s.state', 'in', ['succeeded', 'failed'])]))
       .execute();
     if (found.length === 0) return false;
+    // Waves not started (or never to start): their targets, installing ahead, stop once installed.
+    const notStarted = new Set(
+      (
+        await uow.db
+          .selectFrom('deployment_waves')
+          .select('wave_index')
+          .where('deployment_id', '=', d.id)
+          .where('state', 'in', ['pending', 'skipped'])
+          .execute()
+      ).map((w) => w.wave_index),
+    );
     const packages = await packagesFor(uow, d);
     const opsOf = stepsOf(d, packages);
     const routers = storedOptions(d).groups?.routers ?? [];
@@ -459,6 +477,15 @@ export class DeploymentEngine {
                 : 'failed';
           message = step.message;
           stepId = null;
+        } else if (
+          notStarted.has(t.wave_index) &&
+          ops[progress]?.kind === 'install' &&
+          ops[progress + 1] !== undefined &&
+          ops[progress + 1]?.kind !== 'install'
+        ) {
+          // Installed ahead of its wave: it waits here, its install recorded as the last step done.
+          state = 'installed';
+          message = step.message;
         } else {
           const done = ops[progress];
           // A staged version counts as changed: rolling back stops it in its slot.
@@ -525,6 +552,7 @@ export class DeploymentEngine {
       state: d.state as Snapshot['state'],
       scheduledFor: d.scheduled_for ? new Date(d.scheduled_for) : null,
       haltRule: JSON.parse(d.halt_rule) as HaltRule,
+      installAhead: INSTALL_AHEAD.includes(d.strategy),
       waves: waves.map((w) => ({
         index: w.wave_index,
         state: w.state as Snapshot['waves'][number]['state'],
@@ -669,6 +697,14 @@ export class DeploymentEngine {
           .where('wave_index', '=', decision.wave)
           .where('state', '=', 'pending')
           .execute();
+        // Installed ahead: `sync` takes them up as if their last install had just finished.
+        await uow.db
+          .updateTable('deployment_targets')
+          .set({ state: 'installing', updated_at: now })
+          .where('deployment_id', '=', d.id)
+          .where('wave_index', '=', decision.wave)
+          .where('state', '=', 'installed')
+          .execute();
         await uow.audit({
           action: 'deployment.wave_started',
           subject: `deployment:${d.id}`,
@@ -731,6 +767,23 @@ export class DeploymentEngine {
           .where('wave_index', '=', decision.wave)
           .execute();
         this.kickAt(decision.bakeUntil);
+        // The next wave's targets install while this one bakes (nothing on them changes until
+        // their wave starts). Gates that refuse leave them to `start_wave`, which pauses.
+        if (decision.installAhead !== undefined && verdict?.allowed) {
+          await uow.db
+            .updateTable('deployment_targets')
+            .set({ state: 'retry', updated_at: now })
+            .where('deployment_id', '=', d.id)
+            .where('wave_index', '=', decision.installAhead)
+            .where('state', '=', 'pending')
+            .execute();
+          await uow.audit({
+            action: 'deployment.wave_installing_ahead',
+            subject: `deployment:${d.id}`,
+            details: { number, wave: decision.installAhead + 1 },
+          });
+          await this.sync(uow, d, wake);
+        }
         return;
       case 'await_approval':
         await uow.db
