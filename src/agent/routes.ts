@@ -10,7 +10,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { type Route, type SlotName, writeState } from './agent-state.ts';
 import { type HookContext, runHook } from './hooks.ts';
-import { readManifest } from './manifest.ts';
+import { readManifest } from './lazy.ts';
 import { switchLink } from './slots.ts';
 import type { StepContext, StepOutcome } from './steps.ts';
 

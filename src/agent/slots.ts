@@ -21,11 +21,11 @@ import {
   writeState,
 } from './agent-state.ts';
 import { checkHealth, type HookContext, runHook } from './hooks.ts';
+import { readManifest } from './lazy.ts';
 import type { Manifest } from './manifest.ts';
 import type { StepContext, StepOutcome } from './steps.ts';
 
 const other = (slot: SlotName): SlotName => (slot === 'blue' ? 'green' : 'blue');
-const readManifest = async (dir: string) => (await import('./manifest.ts')).readManifest(dir);
 
 /** How long the old slot is kept running after a switch unless the step says otherwise. */
 export const DEFAULT_KEEP_SECONDS = 3600;

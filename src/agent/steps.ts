@@ -14,6 +14,7 @@ import type { Failpoints } from '../support/failpoints.ts';
 import { type AgentState, badRefusal, markBad, type SlotName, writeState } from './agent-state.ts';
 import { checkHealth, runHook } from './hooks.ts';
 import { send } from './http-client.ts';
+import { extractSafely, readManifest } from './lazy.ts';
 import type { Manifest } from './manifest.ts';
 import { routeBack, routeTo } from './routes.ts';
 import { DEFAULT_KEEP_SECONDS, stage, superviseSlots, switchBack, switchLink, switchTo } from './slots.ts';
@@ -434,11 +435,6 @@ async function activate(
     active: { component, version },
   };
 }
-
-// The YAML and tar readers are loaded when a step first needs them, so an idle agent stays small.
-const readManifest = async (dir: string) => (await import('./manifest.ts')).readManifest(dir);
-const extractSafely = async (archive: string | Buffer[], parent: string) =>
-  (await import('./safe-extract.ts')).extractSafely(archive, parent);
 
 /** Stops `version`, switches back to `before` and starts it again; says what was done. */
 async function putBack(
