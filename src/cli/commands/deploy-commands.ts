@@ -307,8 +307,10 @@ function targetsDone(w: Wave): number {
 
 function waveProgress(w: Wave, total: number): string {
   const bad = w.targets.filter((t) => TARGET_BAD.has(t.state)).length;
+  // Installed while the wave before baked: they only activate when this wave starts.
+  const ahead = w.targets.filter((t) => t.state === 'installed').length;
   const state = w.state === 'pending' ? '' : ` ${w.state}`;
-  return `${waveLabel(w, total)}: ${targetsDone(w)}/${w.targets.length}${state}${bad ? ` (${bad} failed)` : ''}`;
+  return `${waveLabel(w, total)}: ${targetsDone(w)}/${w.targets.length}${state}${ahead ? ` (${ahead} installed ahead)` : ''}${bad ? ` (${bad} failed)` : ''}`;
 }
 
 function headline(d: DeploymentView): string {
