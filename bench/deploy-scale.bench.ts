@@ -105,6 +105,22 @@ async function deploy(
   const serverCpu = cpuSeconds(serverPid) - cpu0;
   const sim = process.cpuUsage(sim0);
   const machine = machineCpu();
+  // Where a wave's time went: its steps (start to bake), and the gap from one wave to the next.
+  const waves = (view.waves ?? []) as Array<{
+    startedAt: string | null;
+    finishedAt: string | null;
+    bakeUntil: string | null;
+  }>;
+  const timeline = waves.map((w, i) => {
+    const start = Date.parse(w.startedAt ?? '');
+    const bake = Date.parse(w.bakeUntil ?? '') - (body.options ? BAKE_SECONDS * 1000 : 0);
+    const next = Date.parse(waves[i + 1]?.startedAt ?? String(view.finishedAt ?? ''));
+    const end = Date.parse(w.finishedAt ?? '');
+    const late = end - Date.parse(w.bakeUntil ?? '');
+    return `${seconds(bake - start)}+${seconds(late)}+${seconds(next - end)}`;
+  });
+  if (waves.length > 1)
+    console.error(`  waves (steps s + bake's end to finish s + gap to the next s): ${timeline.join(' ')}`);
   return {
     // From the creation request to the engine's own record of the end (same machine, same clock).
     wallMs: Date.parse(view.finishedAt as string) - t0,
