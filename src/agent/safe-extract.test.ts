@@ -14,6 +14,7 @@ import {
 } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { rawTar } from '../../test/helpers/tar-factory.ts';
 import { DEFAULT_LIMITS, extractSafely, UnsafeArchiveError } from './safe-extract.ts';
@@ -135,6 +136,12 @@ describe.each(['a file', 'pieces in memory'])('safe extraction from %s', (form) 
       { ...limits, maxDecompressionRatio: 100 },
     );
     expect(zeros.message).toContain('max decompression ratio exceeded');
+    // Compressed twice: each layer within the ratio, the two together far beyond it.
+    const twice = await refused(
+      gzipSync(rawTar([{ name: 'zeros', content: Buffer.alloc(1024 * 1024) }], { gzip: true })),
+      { ...limits, maxDecompressionRatio: 100 },
+    );
+    expect(twice.message).toContain('compressed twice');
   });
 
   it('B16: refuses device nodes and FIFOs, and strips set-id, sticky and world-writable bits', async () => {

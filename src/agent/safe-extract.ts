@@ -158,7 +158,13 @@ async function unpackFrom(archive: string | Buffer[], unpack: tar.Unpack, maxRat
     },
     createGunzip({ chunkSize: PIECE }),
     async function* (pieces: AsyncIterable<Buffer>) {
+      let first = true;
       for await (const piece of pieces) {
+        // node-tar would inflate a second layer by itself, under a ratio limit of its own that
+        // multiplies with this one: a package compressed twice is refused.
+        if (first && (startsWith(piece, GZIP_MAGIC) || startsWith(piece, ZSTD_MAGIC)))
+          throw new Error('it is compressed twice; pack it as one .tar.gz');
+        first = false;
         inflated += piece.length;
         if (inflated / compressed > maxRatio)
           throw new Error(
@@ -171,21 +177,31 @@ async function unpackFrom(archive: string | Buffer[], unpack: tar.Unpack, maxRat
   );
 }
 
-/** Small pieces (as a download brings them) joined into pieces of about 1 MiB. */
+/** Parts of any size cut and joined into pieces of 1 MiB (copied only where a piece spans parts). */
 function* inPieces(parts: Buffer[]): Generator<Buffer> {
   let group: Buffer[] = [];
   let length = 0;
+  const joined = () => (group.length === 1 ? (group[0] as Buffer) : Buffer.concat(group, length));
   for (const part of parts) {
-    group.push(part);
-    length += part.length;
-    if (length >= PIECE) {
-      yield group.length === 1 ? part : Buffer.concat(group, length);
-      group = [];
-      length = 0;
+    for (let at = 0; at < part.length; ) {
+      const take = Math.min(PIECE - length, part.length - at);
+      group.push(part.subarray(at, at + take));
+      length += take;
+      at += take;
+      if (length === PIECE) {
+        yield joined();
+        group = [];
+        length = 0;
+      }
     }
   }
-  if (length > 0) yield Buffer.concat(group, length);
+  if (length > 0) yield joined();
 }
+
+const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
+const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
+const startsWith = (piece: Buffer, magic: Buffer) =>
+  piece.length >= magic.length && piece.subarray(0, magic.length).equals(magic);
 
 async function isGzip(archive: string | Buffer[]): Promise<boolean> {
   const head = Buffer.alloc(2);

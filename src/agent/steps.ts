@@ -162,7 +162,7 @@ async function install(ctx: StepContext, step: StepToRun, releases: string): Pro
   // archive to disk and no read back); a larger one, or one of unknown size, goes to a file.
   const sink =
     step.size !== null && step.size <= (ctx.inMemoryDownloadMax ?? IN_MEMORY_DOWNLOAD_MAX)
-      ? memorySink()
+      ? memorySink(step.size)
       : await fileSink(downloads, file);
   try {
     let hash = createHash('sha256');
@@ -298,35 +298,28 @@ interface DownloadSink {
   discard(): Promise<void>;
 }
 
-function memorySink(): DownloadSink {
-  // The pieces as they came (the download's length is checked against the declared size before
-  // they get here): kept as they are, not copied into one buffer.
-  let pieces: Buffer[] = [];
+function memorySink(size: number): DownloadSink {
+  // One buffer of the declared size (the download's length is checked against it before a piece
+  // gets here), so memory is bounded by the size however small the pieces come.
+  let bytes: Buffer | null = Buffer.allocUnsafe(size);
   let length = 0;
   return {
     writable(offset) {
-      while (length > offset) {
-        const last = pieces.pop() as Buffer;
-        length -= last.length;
-        if (length < offset) {
-          pieces.push(last.subarray(0, offset - length));
-          length = offset;
-        }
-      }
+      length = offset;
       return new Writable({
         write(chunk: Buffer, _encoding, done) {
-          pieces.push(chunk);
+          chunk.copy(bytes as Buffer, length);
           length += chunk.length;
           done();
         },
       });
     },
     async *kept() {
-      yield* pieces;
+      if (bytes) yield bytes.subarray(0, length);
     },
-    archive: () => pieces,
+    archive: () => [(bytes as Buffer).subarray(0, length)],
     async discard() {
-      pieces = [];
+      bytes = null;
     },
   };
 }
