@@ -164,7 +164,12 @@ export function decide(s: Snapshot): Decision {
     // Every target this deployment changed goes back; a target that failed was put back by its agent.
     if (count(s.targets, (t) => ROLL_BACK_FROM.includes(t.state)) > 0)
       return { kind: 'roll_back_targets', states: ROLL_BACK_FROM };
-    if (count(s.targets, (t) => MOVING.includes(t.state)) > 0) return { kind: 'wait' };
+    // Installs ahead in waves that never started change nothing that runs: not waited for (an
+    // agent that is away would hold the rollback up for nothing).
+    const started = new Set(
+      s.waves.filter((w) => w.state !== 'pending' && w.state !== 'skipped').map((w) => w.index),
+    );
+    if (count(s.targets, (t) => MOVING.includes(t.state) && started.has(t.wave)) > 0) return { kind: 'wait' };
     return { kind: 'finish_rollback', ok: count(s.targets, (t) => t.state === 'rollback_failed') === 0 };
   }
 
@@ -213,10 +218,15 @@ export function decide(s: Snapshot): Decision {
   return { kind: 'wait' };
 }
 
-/** The next wave, when its targets may install while `wave` bakes. */
+/**
+ * The next wave, when its targets may install while `wave` bakes: not after a canary (the rest
+ * installs once the canary has passed) nor before a manual gate (nothing more until a person says).
+ */
 function installAhead(s: Snapshot, wave: number): { installAhead?: number } {
+  const current = s.waves.find((w) => w.index === wave);
   const next = s.waves.find((w) => w.index === wave + 1);
-  if (!s.installAhead || next?.state !== 'pending') return {};
+  if (!s.installAhead || next?.state !== 'pending' || current?.canary || current?.gate === 'manual')
+    return {};
   const waiting = count(s.targets, (t) => t.wave === next.index && t.state === 'pending');
   return waiting > 0 ? { installAhead: next.index } : {};
 }

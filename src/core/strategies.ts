@@ -39,6 +39,8 @@ export interface StrategyOptions {
   bakeSeconds?: number | undefined;
   /** blue-green: how long the old slot keeps running after the switch, for an instant switch back */
   keepSeconds?: number | undefined;
+  /** phased, rolling, canary: the next wave installs while a wave bakes (default true) */
+  installAhead?: boolean | undefined;
   /**
    * blue-green by two target groups: the label whose value on each target is `blue` or `green` (its
    * group) or `router` (a target that runs the package's `switch` hook to move traffic between them).
@@ -96,6 +98,8 @@ export function optionsProblem(strategy: Strategy, options: StrategyOptions): st
   if (strategy !== 'blue-green')
     for (const key of ['groupLabel', 'keepSeconds', 'serving'] as const)
       if (options[key] !== undefined) return `${key} is for blue-green, not for ${strategy}`;
+  if (options.installAhead !== undefined && (strategy === 'big-bang' || strategy === 'blue-green'))
+    return `installAhead is for strategies with more than one wave (phased, rolling, canary), not for ${strategy}`;
   if (options.serving !== undefined && options.groupLabel === undefined)
     return 'serving says which group serves: it goes with groupLabel (--groups)';
   if (options.groupLabel !== undefined && options.keepSeconds !== undefined)

@@ -31,6 +31,12 @@ export const StrategyOptionsSchema = Strict({
   rest: Type.Optional(Type.Integer({ minimum: 1, maximum: 50 })),
   bakeSeconds: Type.Optional(Seconds),
   keepSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 30 * 86_400 })),
+  installAhead: Type.Optional(
+    Type.Boolean({
+      description:
+        'phased, rolling, canary: the next wave installs the release while a wave bakes (default true; not after a canary wave nor before a manual gate); false installs each wave only when it starts',
+    }),
+  ),
   groupLabel: Type.Optional(
     Type.String({
       pattern: LABEL_KEY_PATTERN,

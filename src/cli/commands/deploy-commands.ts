@@ -78,6 +78,10 @@ and optionally
                                (\`gantry deployments approve-wave DEP-…\`)
 Durations take a unit: 30s, 5m, 1h30m, 2d (or 0).
 
+Install ahead (phased, rolling, canary): while a wave bakes, the next wave's targets download and
+install the release (its install hooks run) but activate nothing; when their wave starts they only
+activate. Not after a canary wave, nor before a manual gate. --no-install-ahead turns it off.
+
 Halt rule: the deployment stops when more than --halt-max-failed percent of its targets failed
 (default 10), or more than --halt-canary-failures targets of the canary wave (default 0); then
 --on-failure says what happens: rollback (default: every changed target goes back), pause (a
@@ -174,6 +178,8 @@ interface DeployOptions {
   keep?: string;
   groups?: string;
   serving?: string;
+  /** false with --no-install-ahead (commander's default for the negated flag is true). */
+  installAhead?: boolean;
   haltMaxFailed?: string;
   haltCanaryFailures?: string;
   onFailure?: string;
@@ -238,6 +244,14 @@ export function deploymentRequest(release: string, o: DeployOptions) {
   if (o.keep !== undefined) {
     options.keepSeconds = parseSeconds(o.keep, '--keep');
     if (options.keepSeconds > 30 * 86_400) throw new CliError(EXIT.usage, '--keep may be 30 days at most.');
+  }
+  if (o.installAhead === false) {
+    if (strategy === 'big-bang' || strategy === 'blue-green')
+      throw new CliError(
+        EXIT.usage,
+        `--no-install-ahead is for strategies with more than one wave (phased, rolling, canary), not for ${strategy}.`,
+      );
+    options.installAhead = false;
   }
   if (o.groups !== undefined) {
     if (!new RegExp(LABEL_KEY_PATTERN).test(o.groups))
@@ -387,6 +401,7 @@ function strategyText(d: DeploymentView): string {
   if (o.rest !== undefined) bits.push(`rest in ${o.rest}`);
   if (o.bakeSeconds !== undefined) bits.push(`bake ${formatSeconds(o.bakeSeconds)}`);
   if (o.keepSeconds !== undefined) bits.push(`keep ${formatSeconds(o.keepSeconds)}`);
+  if (o.installAhead === false) bits.push('no install ahead');
   if (o.groups)
     bits.push(
       `groups by ${o.groups.label}: ${o.groups.group} gets it${o.groups.previous ? `, ${o.groups.previous} serves` : ''}`,
@@ -871,6 +886,10 @@ export function addDeployCommands(program: Command, ctx: CliContext): void {
     .option('--canary <n|n%>', 'canary: the first wave, as a count or a percentage (default 10%)')
     .option('--rest <n>', 'canary: how many waves the rest goes out in (default 1)')
     .option('--bake <duration>', 'wait after each wave before the next, e.g. 5m (default 0)')
+    .option(
+      '--no-install-ahead',
+      'phased, rolling, canary: install each wave only when it starts (by default the next wave installs while a wave bakes)',
+    )
     .option(
       '--keep <duration>',
       'blue-green: keep the old slot running this long for an instant switch back (default 1h)',

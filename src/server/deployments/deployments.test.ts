@@ -21,7 +21,11 @@ interface SimAgent {
    * What this agent does with each step: succeed (default), fail, report another version, or fail
    * only the activation of one component or only the `route` step (a router's switch).
    */
-  behaviour: 'succeed' | 'fail' | { activates: string } | { fails: { component: string } | 'route' };
+  behaviour:
+    | 'succeed'
+    | 'fail'
+    | { activates: string }
+    | { fails: { component: string } | 'route' | 'install' };
   ran: Array<{
     kind: string;
     component?: string;
@@ -90,6 +94,7 @@ for (const kind of testDatabases()) {
           const fail =
             (b === 'fail' && (step.kind === 'activate' || step.kind === 'stage')) ||
             (fails === 'route' && step.kind === 'route') ||
+            (fails === 'install' && step.kind === 'install') ||
             (typeof fails === 'object' && step.kind === 'activate' && step.component === fails.component);
           const activates = step.kind === 'activate' || step.kind === 'switch' || step.kind === 'route';
           const version = typeof b === 'object' && 'activates' in b && activates ? b.activates : step.version;
@@ -188,9 +193,7 @@ for (const kind of testDatabases()) {
       await settle();
       let d = await show(made.body.id);
       expect(d.waves[0]).toMatchObject({ state: 'baking' });
-      // While the first wave bakes, the second installs ahead: nothing on it is activated.
-      expect(agents[1]?.ran).toEqual([{ kind: 'install', version: '1.0.0' }]);
-      expect(d.waves[1].targets.map((x: { state: string }) => x.state)).toEqual(['installed', 'installed']);
+      expect(agents[1]?.ran).toEqual([]); // the second wave waits (nothing installs ahead of a manual gate)
       t.clock.advance(300_000);
       await settle();
       d = await show(made.body.id);
@@ -463,6 +466,97 @@ for (const kind of testDatabases()) {
         { kind: 'install', version: '2.0.0' },
       ]);
       expect(d.waves[1].targets.map((x: { state: string }) => x.state)).toEqual(['installed', 'installed']);
+    });
+
+    it('a rollback does not wait for an install ahead that an agent away has not taken; that install is recorded when it comes', async () => {
+      await settle();
+      await create({});
+      await settle(); // 1.0.0 everywhere
+      const made = await create({
+        release: 'shop@2.0.0',
+        strategy: 'phased',
+        options: { waves: [{ count: 1, bakeSeconds: 600 }, { count: 2 }] },
+      });
+      await settle(['web-1', 'web-2']); // web-3 is away: its install ahead stays queued
+      let d = await show(made.body.id);
+      expect(d.waves[1].targets.map((x: { state: string }) => x.state)).toEqual(['installed', 'installing']);
+      await alertOnWeb1InAMinute();
+      await settle(['web-1', 'web-2']);
+      d = await show(made.body.id);
+      expect(d.state).toBe('rolled_back');
+      expect(d.waves[0].targets[0]).toMatchObject({ name: 'web-1', state: 'rolled_back' });
+      // web-3 comes back: it runs the install it was given (nothing that runs changes) and that is recorded.
+      await settle();
+      d = await show(made.body.id);
+      expect(d.waves[1].targets.map((x: { state: string }) => x.state)).toEqual(['installed', 'installed']);
+      expect(agents[2]?.ran.filter((r) => r.version === '2.0.0')).toEqual([
+        { kind: 'install', version: '2.0.0' },
+      ]);
+    });
+
+    it('an install ahead that fails does not halt the wave baking: the target installs again when its wave starts, and fails there', async () => {
+      const made = await create({
+        strategy: 'phased',
+        options: { waves: [{ count: 1, bakeSeconds: 600 }, { count: 2 }] },
+        haltRule: { maxFailedPercent: 30 },
+      });
+      (agents[2] as SimAgent).behaviour = { fails: 'install' };
+      await settle();
+      let d = await show(made.body.id);
+      expect(d.state).toBe('running');
+      expect(
+        d.waves[1].targets.map((x: { state: string; message: string | null }) => [x.state, x.message]),
+      ).toEqual([
+        ['installed', null],
+        ['pending', 'installing ahead failed (health check failed); it installs again when its wave starts'],
+      ]);
+      t.clock.advance(600_000);
+      await settle();
+      d = await show(made.body.id);
+      // Installed again at its wave's start, failed there: 1 of 3 is more than the 30% allowed.
+      expect(agents[2]?.ran).toEqual([
+        { kind: 'install', version: '1.0.0' },
+        { kind: 'install', version: '1.0.0' },
+      ]);
+      expect(d.state).toBe('rolled_back');
+      expect(d.reason).toContain('1 of 3 target(s) failed');
+    });
+
+    it('installs nothing ahead before a manual gate, after a canary wave, or when told not to', async () => {
+      const phased = await create({
+        strategy: 'phased',
+        options: { waves: [{ count: 1, bakeSeconds: 600, gate: 'manual' }, { count: 2 }] },
+      });
+      await settle();
+      expect((await show(phased.body.id)).waves[0].state).toBe('baking');
+      expect(agents[1]?.ran).toEqual([]);
+      await act(phased.body.id, 'abort');
+      await settle();
+      const off = await create({
+        release: 'shop@2.0.0',
+        strategy: 'phased',
+        options: { waves: [{ count: 1, bakeSeconds: 600 }, { count: 2 }], installAhead: false },
+      });
+      expect(off.status, JSON.stringify(off.body)).toBe(201);
+      await settle();
+      expect((await show(off.body.id)).waves[0].state).toBe('baking');
+      expect(agents[1]?.ran).toEqual([]);
+      await act(off.body.id, 'abort');
+      await settle();
+      const canary = await create({
+        release: 'shop@2.0.0',
+        strategy: 'canary',
+        options: { canaryCount: 1, bakeSeconds: 600 },
+      });
+      expect(canary.status, JSON.stringify(canary.body)).toBe(201);
+      await settle();
+      expect((await show(canary.body.id)).waves[0].state).toBe('baking');
+      expect(agents[1]?.ran).toEqual([]);
+      const bigBang = await create({ release: 'shop@2.0.0', options: { installAhead: false } });
+      expect(bigBang.status).toBe(400);
+      expect(JSON.stringify(bigBang.body)).toContain(
+        'installAhead is for strategies with more than one wave',
+      );
     });
 
     it('does not retry a target an exception event made unhealthy during the bake: the same steps would change nothing', async () => {

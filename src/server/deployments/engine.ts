@@ -135,7 +135,8 @@ export class DeploymentEngine {
   async tick(): Promise<void> {
     const db = this.deps.database.db;
     const now = this.deps.clock.now().toISOString();
-    // Active deployments, and stopped ones whose in-flight steps still have to be recorded.
+    // Active deployments, and ended ones whose in-flight steps still have to be recorded (aborted or
+    // frozen part-way; rolled back or failed while a later wave was installing ahead).
     const rows = await db
       .selectFrom('deployments as d')
       .select(['d.id', 'd.lease_owner', 'd.lease_until'])
@@ -143,7 +144,7 @@ export class DeploymentEngine {
         eb.or([
           eb('d.state', 'in', ACTIVE),
           eb.and([
-            eb('d.state', 'in', ['aborted', 'frozen']),
+            eb('d.state', 'in', ['aborted', 'frozen', 'rolled_back', 'failed']),
             eb.exists(
               eb
                 .selectFrom('deployment_targets as t')
@@ -465,6 +466,26 @@ export class DeploymentEngine {
               stepId = null;
             }
           }
+        } else if (notStarted.has(t.wave_index)) {
+          // Installing ahead of its wave. Installed: it waits here, its last install recorded as
+          // the last step done. A failure, or a deployment stopping part-way, puts it back to
+          // pending: it installs again when its wave starts (where a failure counts).
+          const next = ops[progress + 1];
+          if (step.state === 'succeeded' && next && next.kind !== 'install') {
+            state = 'installed';
+            message = step.message;
+          } else if (step.state === 'succeeded' && next && !stopping) {
+            progress += 1;
+            stepId = queue(t, next.kind, next);
+          } else {
+            state = 'pending';
+            progress = 0;
+            stepId = null;
+            message =
+              step.state === 'failed'
+                ? `installing ahead failed (${step.message}); it installs again when its wave starts`
+                : `stopped installing ahead: the deployment was ${d.state}`;
+          }
         } else if (step.state === 'failed') {
           // Changed, then failed — a later component of the release, or a router's later switch: the
           // agent put back only what failed, so the target is rolled back like one that succeeded.
@@ -477,15 +498,6 @@ export class DeploymentEngine {
                 : 'failed';
           message = step.message;
           stepId = null;
-        } else if (
-          notStarted.has(t.wave_index) &&
-          ops[progress]?.kind === 'install' &&
-          ops[progress + 1] !== undefined &&
-          ops[progress + 1]?.kind !== 'install'
-        ) {
-          // Installed ahead of its wave: it waits here, its install recorded as the last step done.
-          state = 'installed';
-          message = step.message;
         } else {
           const done = ops[progress];
           // A staged version counts as changed: rolling back stops it in its slot.
@@ -552,7 +564,7 @@ export class DeploymentEngine {
       state: d.state as Snapshot['state'],
       scheduledFor: d.scheduled_for ? new Date(d.scheduled_for) : null,
       haltRule: JSON.parse(d.halt_rule) as HaltRule,
-      installAhead: INSTALL_AHEAD.includes(d.strategy),
+      installAhead: INSTALL_AHEAD.includes(d.strategy) && storedOptions(d).installAhead !== false,
       waves: waves.map((w) => ({
         index: w.wave_index,
         state: w.state as Snapshot['waves'][number]['state'],
