@@ -162,7 +162,7 @@ async function install(ctx: StepContext, step: StepToRun, releases: string): Pro
   // archive to disk and no read back); a larger one, or one of unknown size, goes to a file.
   const sink =
     step.size !== null && step.size <= (ctx.inMemoryDownloadMax ?? IN_MEMORY_DOWNLOAD_MAX)
-      ? memorySink(step.size)
+      ? memorySink()
       : await fileSink(downloads, file);
   try {
     let hash = createHash('sha256');
@@ -288,7 +288,7 @@ async function install(ctx: StepContext, step: StepToRun, releases: string): Pro
 export const IN_MEMORY_DOWNLOAD_MAX = 64 * 1024 * 1024;
 
 /** Where a download's bytes are kept until they are checked and unpacked. */
-interface DownloadSink {
+export interface DownloadSink {
   /** A stream that keeps the bytes from `offset` on (what was kept after it is dropped). */
   writable(offset: number): Writable;
   /** The bytes kept so far. */
@@ -298,31 +298,63 @@ interface DownloadSink {
   discard(): Promise<void>;
 }
 
-function memorySink(size: number): DownloadSink {
-  // One buffer of the declared size (the download's length is checked against it before a piece
-  // gets here), so memory is bounded by the size however small the pieces come.
-  let bytes: Buffer | null = Buffer.allocUnsafe(size);
+export function memorySink(): DownloadSink {
+  // The pieces as they came, not copied (the download's length is checked against the declared
+  // size before a piece gets here); small ones are copied together, so memory stays close to the
+  // size however small the pieces come.
+  let pieces: Buffer[] = [];
   let length = 0;
+  const block = Buffer.allocUnsafe(SMALL_PIECES_BLOCK);
+  let filled = 0;
+  const flush = () => {
+    if (filled > 0) pieces.push(Buffer.from(block.subarray(0, filled)));
+    filled = 0;
+  };
   return {
     writable(offset) {
-      length = offset;
+      flush();
+      while (length > offset) {
+        const last = pieces.pop() as Buffer;
+        length -= last.length;
+        if (length < offset) {
+          pieces.push(last.subarray(0, offset - length));
+          length = offset;
+        }
+      }
       return new Writable({
         write(chunk: Buffer, _encoding, done) {
-          chunk.copy(bytes as Buffer, length);
+          if (chunk.length >= SMALL_PIECE) {
+            flush();
+            pieces.push(chunk);
+          } else
+            for (let at = 0; at < chunk.length; ) {
+              if (filled === block.length) flush();
+              const copied = chunk.copy(block, filled, at);
+              filled += copied;
+              at += copied;
+            }
           length += chunk.length;
           done();
         },
       });
     },
     async *kept() {
-      if (bytes) yield bytes.subarray(0, length);
+      flush();
+      yield* pieces;
     },
-    archive: () => [(bytes as Buffer).subarray(0, length)],
+    archive: () => {
+      flush();
+      return pieces;
+    },
     async discard() {
-      bytes = null;
+      pieces = [];
     },
   };
 }
+
+/** Download pieces smaller than this are copied together into blocks of SMALL_PIECES_BLOCK. */
+const SMALL_PIECE = 16 * 1024;
+const SMALL_PIECES_BLOCK = 64 * 1024;
 
 async function fileSink(downloads: string, file: string): Promise<DownloadSink> {
   await mkdir(downloads, { recursive: true, mode: 0o700 });
