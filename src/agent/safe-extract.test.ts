@@ -14,7 +14,7 @@ import {
 } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { crc32, deflateRawSync, gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { rawTar } from '../../test/helpers/tar-factory.ts';
 import { DEFAULT_LIMITS, extractSafely, UnsafeArchiveError } from './safe-extract.ts';
@@ -142,6 +142,24 @@ describe.each(['a file', 'pieces in memory'])('safe extraction from %s', (form) 
       { ...limits, maxDecompressionRatio: 100 },
     );
     expect(twice.message).toContain('compressed twice');
+    // The same, crafted so that the outer layer gives the inner one's first byte on its own: a
+    // first gzip member, exactly one 1 MiB piece long (a long comment), carries only that byte.
+    const inner = rawTar([{ name: 'zeros', content: Buffer.alloc(1024 * 1024) }], { gzip: true });
+    const member = (data: Buffer, total?: number) => {
+      const deflated = deflateRawSync(data);
+      const trailer = Buffer.alloc(8);
+      trailer.writeUInt32LE(crc32(data), 0);
+      trailer.writeUInt32LE(data.length, 4);
+      const comment = total === undefined ? 0 : total - 10 - 1 - deflated.length - 8;
+      const header = Buffer.from([0x1f, 0x8b, 8, comment ? 0x10 : 0, 0, 0, 0, 0, 0, 255]);
+      const text = comment ? Buffer.concat([Buffer.alloc(comment, 0x61), Buffer.from([0])]) : Buffer.alloc(0);
+      return Buffer.concat([header, text, deflated, trailer]);
+    };
+    const crafted = await refused(
+      Buffer.concat([member(inner.subarray(0, 1), 1024 * 1024), member(inner.subarray(1))]),
+      { ...limits, maxDecompressionRatio: 100 },
+    );
+    expect(crafted.message).toContain('compressed twice');
   });
 
   it('B16: refuses device nodes and FIFOs, and strips set-id, sticky and world-writable bits', async () => {

@@ -121,10 +121,10 @@ export async function extractSafely(
 }
 
 /**
- * Feeds an archive (a file read in 1 MiB pieces, or the pieces held in memory) to the unpacker. A gzipped one
- * is inflated here, off the main thread and into 1 MiB pieces (node-tar would inflate it on the
- * main thread into 16 KiB pieces, one file write each), with the same bound on how far it may
- * grow: no more than `maxRatio` times the compressed bytes read so far.
+ * Feeds an archive (a file read in 1 MiB pieces, or the pieces held in memory) to the unpacker.
+ * A gzipped one is inflated here, off the main thread and into 1 MiB pieces (node-tar would
+ * inflate it on the main thread into 16 KiB pieces, one file write each), with the same bound on
+ * how far it may grow: no more than `maxRatio` times the compressed bytes read so far.
  */
 async function unpackFrom(archive: string | Buffer[], unpack: tar.Unpack, maxRatio: number): Promise<void> {
   const done = new Promise<void>((resolve, reject) => {
@@ -158,13 +158,16 @@ async function unpackFrom(archive: string | Buffer[], unpack: tar.Unpack, maxRat
     },
     createGunzip({ chunkSize: PIECE }),
     async function* (pieces: AsyncIterable<Buffer>) {
-      let first = true;
+      // node-tar would inflate a second layer by itself, under a ratio limit of its own that
+      // multiplies with this one: a package compressed twice is refused. (The first bytes are
+      // gathered across pieces: a crafted stream may hand them over one at a time.)
+      let head = Buffer.alloc(0);
       for await (const piece of pieces) {
-        // node-tar would inflate a second layer by itself, under a ratio limit of its own that
-        // multiplies with this one: a package compressed twice is refused.
-        if (first && (startsWith(piece, GZIP_MAGIC) || startsWith(piece, ZSTD_MAGIC)))
-          throw new Error('it is compressed twice; pack it as one .tar.gz');
-        first = false;
+        if (head.length < ZSTD_MAGIC.length) {
+          head = Buffer.concat([head, piece.subarray(0, ZSTD_MAGIC.length - head.length)]);
+          if (startsWith(head, GZIP_MAGIC) || startsWith(head, ZSTD_MAGIC))
+            throw new Error('it is compressed twice; pack it as one .tar.gz');
+        }
         inflated += piece.length;
         if (inflated / compressed > maxRatio)
           throw new Error(
