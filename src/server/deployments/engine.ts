@@ -667,6 +667,15 @@ export class DeploymentEngine {
         details: { number, from: d.state, reason },
       });
     };
+    /** The targets of `wave` in state `from` go to `to` (`retry`: `sync` queues their first step). */
+    const moveTargets = (wave: number, from: string, to: string) =>
+      uow.db
+        .updateTable('deployment_targets')
+        .set({ state: to, updated_at: now })
+        .where('deployment_id', '=', d.id)
+        .where('wave_index', '=', wave)
+        .where('state', '=', from)
+        .execute();
     const env = await uow.db
       .selectFrom('environments')
       .select('name')
@@ -702,21 +711,9 @@ export class DeploymentEngine {
           .where('wave_index', '=', decision.wave)
           .execute();
         // Each target's first step is queued here; `sync` queues the rest as results arrive.
-        await uow.db
-          .updateTable('deployment_targets')
-          .set({ state: 'retry', updated_at: now })
-          .where('deployment_id', '=', d.id)
-          .where('wave_index', '=', decision.wave)
-          .where('state', '=', 'pending')
-          .execute();
+        await moveTargets(decision.wave, 'pending', 'retry');
         // Installed ahead: `sync` takes them up as if their last install had just finished.
-        await uow.db
-          .updateTable('deployment_targets')
-          .set({ state: 'installing', updated_at: now })
-          .where('deployment_id', '=', d.id)
-          .where('wave_index', '=', decision.wave)
-          .where('state', '=', 'installed')
-          .execute();
+        await moveTargets(decision.wave, 'installed', 'installing');
         await uow.audit({
           action: 'deployment.wave_started',
           subject: `deployment:${d.id}`,
@@ -782,13 +779,7 @@ export class DeploymentEngine {
         // The next wave's targets install while this one bakes (nothing on them changes until
         // their wave starts). Gates that refuse leave them to `start_wave`, which pauses.
         if (decision.installAhead !== undefined && verdict?.allowed) {
-          await uow.db
-            .updateTable('deployment_targets')
-            .set({ state: 'retry', updated_at: now })
-            .where('deployment_id', '=', d.id)
-            .where('wave_index', '=', decision.installAhead)
-            .where('state', '=', 'pending')
-            .execute();
+          await moveTargets(decision.installAhead, 'pending', 'retry');
           await uow.audit({
             action: 'deployment.wave_installing_ahead',
             subject: `deployment:${d.id}`,
