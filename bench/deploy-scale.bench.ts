@@ -120,7 +120,9 @@ async function deploy(
     return `${seconds(bake - start)}+${seconds(late)}+${seconds(next - end)}`;
   });
   if (waves.length > 1)
-    console.error(`  waves (steps s + bake's end to finish s + gap to the next s): ${timeline.join(' ')}`);
+    console.error(
+      `  created → first wave started ${seconds(Date.parse(waves[0]?.startedAt ?? '') - t0 - createMs)} s (deployment started ${seconds(Date.parse(String(view.startedAt ?? '')) - t0 - createMs)} s); waves (steps s + bake's end to finish s + gap to the next s): ${timeline.join(' ')}`,
+    );
   return {
     // From the creation request to the engine's own record of the end (same machine, same clock).
     wallMs: Date.parse(view.finishedAt as string) - t0,
