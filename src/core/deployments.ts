@@ -120,6 +120,13 @@ export interface TargetCount {
   count: number;
 }
 
+/**
+ * Blue-green by groups: whether a router has moved traffic, or may have — it switched (its stored
+ * `activated` list is not empty), is switching, or could not switch back.
+ */
+export const routerMayHaveMoved = (t: { state: string; activated: string }): boolean =>
+  t.activated !== '[]' || t.state === 'switching' || t.state === 'rollback_failed';
+
 /** The targets a rollback puts back: those this deployment changed (or staged, blue-green). */
 export const ROLL_BACK_FROM: readonly TargetState[] = ['succeeded', 'unhealthy', 'staged'];
 

@@ -13,6 +13,7 @@ import {
   FINAL_DEPLOYMENT_STATES,
   type HaltRule,
   type OnFailure,
+  routerMayHaveMoved,
 } from '../../core/deployments.ts';
 import { GantryError } from '../../core/errors.ts';
 import { type Labels, standardsProblems } from '../../core/inventory.ts';
@@ -451,7 +452,7 @@ export class DeploymentService {
                 .where('target_id', 'in', groups.routers)
                 .execute()
             : [];
-          if (routers.some((t) => t.activated !== '[]' || ['switching', 'rollback_failed'].includes(t.state)))
+          if (routers.some(routerMayHaveMoved))
             throw refuse(
               'its routers have moved traffic, and a target retried now would not get any; roll it back and deploy again',
             );

@@ -160,6 +160,18 @@ for (const kind of testDatabases()) {
     const act = (id: string, action: string, body: Record<string, unknown> = {}) =>
       t.call('POST', `/api/v1/deployments/${id}/${action}`, { token: deployer, body });
 
+    /** shop@1.0.0 on every target, then shop@2.0.0 phased: web-1 baking 600 s, then the other two. */
+    async function phased2OverEverywhere1() {
+      await settle();
+      await create({});
+      await settle();
+      return create({
+        release: 'shop@2.0.0',
+        strategy: 'phased',
+        options: { waves: [{ count: 1, bakeSeconds: 600 }, { count: 2 }] },
+      });
+    }
+
     it('A04: refuses a deployment the gates do not allow, naming every reason, and leaves nothing behind', async () => {
       await t.call('PATCH', '/api/v1/environments/production', {
         token: ADMIN_TOKEN,
@@ -443,14 +455,7 @@ for (const kind of testDatabases()) {
     });
 
     it('counts an exception event on a target during its bake as a failure, and rolls back', async () => {
-      await settle();
-      await create({});
-      await settle(); // 1.0.0 everywhere
-      const made = await create({
-        release: 'shop@2.0.0',
-        strategy: 'phased',
-        options: { waves: [{ count: 1, bakeSeconds: 600 }, { count: 2 }] },
-      });
+      const made = await phased2OverEverywhere1();
       await settle();
       expect((await show(made.body.id)).waves[0].state).toBe('baking');
       await alertOnWeb1InAMinute();
@@ -469,14 +474,7 @@ for (const kind of testDatabases()) {
     });
 
     it('a rollback does not wait for an install ahead that an agent away has not taken; that install is recorded when it comes', async () => {
-      await settle();
-      await create({});
-      await settle(); // 1.0.0 everywhere
-      const made = await create({
-        release: 'shop@2.0.0',
-        strategy: 'phased',
-        options: { waves: [{ count: 1, bakeSeconds: 600 }, { count: 2 }] },
-      });
+      const made = await phased2OverEverywhere1();
       await settle(['web-1', 'web-2']); // web-3 is away: its install ahead stays queued
       let d = await show(made.body.id);
       expect(d.waves[1].targets.map((x: { state: string }) => x.state)).toEqual(['installed', 'installing']);

@@ -18,6 +18,7 @@ import {
   decide,
   type HaltRule,
   type OnFailure,
+  routerMayHaveMoved,
   type Snapshot,
   type TargetState,
 } from '../../core/deployments.ts';
@@ -407,24 +408,16 @@ export class DeploymentEngine {
     const found = await uow.db
       .selectFrom('deployment_targets as t')
       .leftJoin('steps as s', 's.id', 't.step_id')
+      .leftJoin('deployment_waves as w', (join) =>
+        join.onRef('w.deployment_id', '=', 't.deployment_id').onRef('w.wave_index', '=', 't.wave_index'),
+      )
       .selectAll('t')
-      .select(['s.state as step_state', 's.message as step_message'])
+      .select(['s.state as step_state', 's.message as step_message', 'w.state as wave_state'])
       .where('t.deployment_id', '=', d.id)
       .where('t.state', 'in', [...IN_FLIGHT])
       .where((eb) => eb.or([eb('t.state', '=', 'retry'), eb('s.state', 'in', ['succeeded', 'failed'])]))
       .execute();
     if (found.length === 0) return false;
-    // Waves not started (or never to start): their targets, installing ahead, stop once installed.
-    const notStarted = new Set(
-      (
-        await uow.db
-          .selectFrom('deployment_waves')
-          .select('wave_index')
-          .where('deployment_id', '=', d.id)
-          .where('state', 'in', ['pending', 'skipped'])
-          .execute()
-      ).map((w) => w.wave_index),
-    );
     const packages = await packagesFor(uow, d);
     const opsOf = stepsOf(d, packages);
     const routers = storedOptions(d).groups?.routers ?? [];
@@ -434,7 +427,7 @@ export class DeploymentEngine {
     const batch = new TargetBatch(this.deps.steps, uow.now.toISOString());
     const queue = (t: DeploymentTargetsTable, kind: StepKind, op: Package) =>
       batch.step(this.stepInput(d, t, kind, op, wake));
-    for (const { step_state: stepState, step_message: stepMessage, ...t } of found) {
+    for (const { step_state: stepState, step_message: stepMessage, wave_state: waveState, ...t } of found) {
       const ops = opsOf(t.target_id);
       let { state, progress, message } = t;
       let stepId: string | null | StepRef = t.step_id;
@@ -466,10 +459,11 @@ export class DeploymentEngine {
               stepId = null;
             }
           }
-        } else if (notStarted.has(t.wave_index)) {
-          // Installing ahead of its wave. Installed: it waits here, its last install recorded as
-          // the last step done. A failure, or a deployment stopping part-way, puts it back to
-          // pending: it installs again when its wave starts (where a failure counts).
+        } else if (waveState === 'pending' || waveState === 'skipped') {
+          // Installing ahead of its wave (not started, or never to start). Installed: it waits
+          // here, its last install recorded as the last step done. A failure, or a deployment
+          // stopping part-way, puts it back to pending: it installs again when its wave starts
+          // (where a failure counts).
           const next = ops[progress + 1];
           if (step.state === 'succeeded' && next && next.kind !== 'install') {
             state = 'installed';
@@ -602,9 +596,7 @@ export class DeploymentEngine {
     const members = targets.filter((t) => !groups.routers.includes(t.target_id));
     const failed = routers.filter((t) => ['failed', 'unhealthy', 'rollback_failed'].includes(t.state));
     // Traffic has moved, or may have: a router switched, is switching, or could not switch back.
-    const moved = routers.some(
-      (t) => t.activated !== '[]' || t.state === 'switching' || t.state === 'rollback_failed',
-    );
+    const moved = routers.some(routerMayHaveMoved);
     const stuck = routers.filter((t) => t.state === 'rollback_failed').map((t) => t.target_name);
     const back = !moved
       ? ''
