@@ -301,7 +301,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     ...tx,
     changes,
     releases,
-    kick: () => engine.kick(),
+    kick: () => engine.kick('now'),
     changed: (id) => engine.changed.emit('changed', id),
   });
   registerDeploymentRoutes(app, deployments, engine);
@@ -309,7 +309,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   engine.afterPass = () => pipelines.advance();
   releases.onCreated = (id) => {
     pipelines.releaseCreated(id).then(
-      () => engine.kick(),
+      () => engine.kick('now'),
       () => undefined,
     );
   };
