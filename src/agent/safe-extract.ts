@@ -11,7 +11,7 @@ import { once } from 'node:events';
 import { createReadStream, type Stats } from 'node:fs';
 import { chmod, lstat, mkdtemp, open, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import * as tar from 'tar';
@@ -124,7 +124,9 @@ export async function extractSafely(
  * Feeds an archive (a file read in 1 MiB pieces, or the pieces held in memory) to the unpacker.
  * A gzipped one is inflated here, off the main thread and into 1 MiB pieces (node-tar would
  * inflate it on the main thread into 16 KiB pieces, one file write each), with the same bound on
- * how far it may grow: no more than `maxRatio` times the compressed bytes read so far.
+ * how far it may grow: no more than `maxRatio` times the compressed bytes read so far. The stages
+ * are piped in flowing mode, so each piece goes on as it is (an async iterator would join pieces
+ * that had gathered into a new buffer: a copy of the package).
  */
 async function unpackFrom(archive: string | Buffer[], unpack: tar.Unpack, maxRatio: number): Promise<void> {
   const done = new Promise<void>((resolve, reject) => {
@@ -133,14 +135,17 @@ async function unpackFrom(archive: string | Buffer[], unpack: tar.Unpack, maxRat
   });
   // Awaited below; an error while a piece waits is thrown from there, not left unhandled.
   done.catch(() => {});
-  const feed = async (pieces: AsyncIterable<Buffer>) => {
-    for await (const piece of pieces) {
+  const feed = new Writable({
+    write(piece: Buffer, _encoding, next) {
+      if (unpack.write(piece)) return next();
       // An unpacker that failed takes no more (and would never drain): its error ends this.
-      if (!unpack.write(piece)) await Promise.race([once(unpack, 'drain'), done]);
-    }
-    unpack.end();
-    await done;
-  };
+      Promise.race([once(unpack, 'drain'), done]).then(() => next(), next);
+    },
+    final(next) {
+      unpack.end();
+      done.then(() => next(), next);
+    },
+  });
   const source = () =>
     typeof archive === 'string'
       ? createReadStream(archive, { highWaterMark: PIECE })
@@ -148,34 +153,36 @@ async function unpackFrom(archive: string | Buffer[], unpack: tar.Unpack, maxRat
   if (!(await isGzip(archive))) return pipeline(source(), feed);
   let compressed = 0;
   let inflated = 0;
+  // node-tar would inflate a second layer by itself, under a ratio limit of its own that
+  // multiplies with this one: a package compressed twice is refused. (The first bytes are
+  // gathered across pieces: a crafted stream may hand them over one at a time.)
+  let head = Buffer.alloc(0);
   await pipeline(
     source(),
-    async function* (pieces: AsyncIterable<Buffer>) {
-      for await (const piece of pieces) {
+    new Transform({
+      transform(piece: Buffer, _encoding, next) {
         compressed += piece.length;
-        yield piece;
-      }
-    },
+        next(null, piece);
+      },
+    }),
     createGunzip({ chunkSize: PIECE }),
-    async function* (pieces: AsyncIterable<Buffer>) {
-      // node-tar would inflate a second layer by itself, under a ratio limit of its own that
-      // multiplies with this one: a package compressed twice is refused. (The first bytes are
-      // gathered across pieces: a crafted stream may hand them over one at a time.)
-      let head = Buffer.alloc(0);
-      for await (const piece of pieces) {
+    new Transform({
+      transform(piece: Buffer, _encoding, next) {
         if (head.length < ZSTD_MAGIC.length) {
           head = Buffer.concat([head, piece.subarray(0, ZSTD_MAGIC.length - head.length)]);
           if (startsWith(head, GZIP_MAGIC) || startsWith(head, ZSTD_MAGIC))
-            throw new Error('it is compressed twice; pack it as one .tar.gz');
+            return next(new Error('it is compressed twice; pack it as one .tar.gz'));
         }
         inflated += piece.length;
         if (inflated / compressed > maxRatio)
-          throw new Error(
-            `max decompression ratio exceeded: ${(inflated / compressed).toFixed(2)} > ${maxRatio}`,
+          return next(
+            new Error(
+              `max decompression ratio exceeded: ${(inflated / compressed).toFixed(2)} > ${maxRatio}`,
+            ),
           );
-        yield piece;
-      }
-    },
+        next(null, piece);
+      },
+    }),
     feed,
   );
 }

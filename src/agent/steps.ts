@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readdir, readlink, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { Writable } from 'node:stream';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Failpoints } from '../support/failpoints.ts';
 import { type AgentState, badRefusal, markBad, type SlotName, writeState } from './agent-state.ts';
@@ -16,6 +16,7 @@ import { checkHealth, runHook } from './hooks.ts';
 import { send } from './http-client.ts';
 import { extractSafely, readManifest } from './lazy.ts';
 import type { Manifest } from './manifest.ts';
+import { type DownloadSink, memorySink, SinkFullError } from './memory-sink.ts';
 import { routeBack, routeTo } from './routes.ts';
 import { DEFAULT_KEEP_SECONDS, stage, superviseSlots, switchBack, switchLink, switchTo } from './slots.ts';
 import type { Supervisor } from './supervisor.ts';
@@ -162,7 +163,7 @@ async function install(ctx: StepContext, step: StepToRun, releases: string): Pro
   // archive to disk and no read back); a larger one, or one of unknown size, goes to a file.
   const sink =
     step.size !== null && step.size <= (ctx.inMemoryDownloadMax ?? IN_MEMORY_DOWNLOAD_MAX)
-      ? memorySink()
+      ? memorySink(step.size)
       : await fileSink(downloads, file);
   try {
     let hash = createHash('sha256');
@@ -196,21 +197,24 @@ async function install(ctx: StepContext, step: StepToRun, releases: string): Pro
         received = 0;
       }
       try {
+        // Streams piped in flowing mode, so each piece goes on as it came (an async iterator over
+        // the response would join what had gathered into a new buffer: a copy of the download).
         await pipeline(
           response.body,
-          async function* (chunks: AsyncIterable<Buffer>) {
-            for await (const chunk of chunks) {
+          new Transform({
+            transform(chunk: Buffer, _encoding, done) {
               received += chunk.length;
               // Never more than the step declares (an endless or padded answer is cut off at once).
-              if (received > limit) throw new DeclaredLengthError(limit);
-              if (!halfway && received * 2 >= limit) {
-                halfway = true;
-                await failpoints.hit('agent.download.mid');
-              }
+              if (received > limit) return done(new DeclaredLengthError(limit));
               hash.update(chunk);
-              yield chunk;
-            }
-          },
+              if (halfway || received * 2 < limit) return done(null, chunk);
+              halfway = true;
+              failpoints.hit('agent.download.mid').then(
+                () => done(null, chunk),
+                (error: Error) => done(error),
+              );
+            },
+          }),
           sink.writable(received),
         );
         break;
@@ -286,75 +290,6 @@ async function install(ctx: StepContext, step: StepToRun, releases: string): Pro
 
 /** Packages up to this size are downloaded into memory; larger ones into a file. */
 export const IN_MEMORY_DOWNLOAD_MAX = 64 * 1024 * 1024;
-
-/** Where a download's bytes are kept until they are checked and unpacked. */
-export interface DownloadSink {
-  /** A stream that keeps the bytes from `offset` on (what was kept after it is dropped). */
-  writable(offset: number): Writable;
-  /** The bytes kept so far. */
-  kept(): AsyncIterable<Buffer>;
-  /** What the extractor reads: the file, or the bytes themselves. */
-  archive(): string | Buffer[];
-  discard(): Promise<void>;
-}
-
-export function memorySink(): DownloadSink {
-  // The pieces as they came, not copied (the download's length is checked against the declared
-  // size before a piece gets here); small ones are copied together, so memory stays close to the
-  // size however small the pieces come.
-  let pieces: Buffer[] = [];
-  let length = 0;
-  const block = Buffer.allocUnsafe(SMALL_PIECES_BLOCK);
-  let filled = 0;
-  const flush = () => {
-    if (filled > 0) pieces.push(Buffer.from(block.subarray(0, filled)));
-    filled = 0;
-  };
-  return {
-    writable(offset) {
-      flush();
-      while (length > offset) {
-        const last = pieces.pop() as Buffer;
-        length -= last.length;
-        if (length < offset) {
-          pieces.push(last.subarray(0, offset - length));
-          length = offset;
-        }
-      }
-      return new Writable({
-        write(chunk: Buffer, _encoding, done) {
-          if (chunk.length >= SMALL_PIECE) {
-            flush();
-            pieces.push(chunk);
-          } else
-            for (let at = 0; at < chunk.length; ) {
-              if (filled === block.length) flush();
-              const copied = chunk.copy(block, filled, at);
-              filled += copied;
-              at += copied;
-            }
-          length += chunk.length;
-          done();
-        },
-      });
-    },
-    async *kept() {
-      flush();
-      yield* pieces;
-    },
-    archive: () => {
-      flush();
-      return pieces;
-    },
-    async discard() {
-      pieces = [];
-    },
-  };
-}
-
-/** Download pieces smaller than this are copied together into blocks of SMALL_PIECES_BLOCK. */
-const SMALL_PIECE = 16 * 1024;
-const SMALL_PIECES_BLOCK = 64 * 1024;
 
 async function fileSink(downloads: string, file: string): Promise<DownloadSink> {
   await mkdir(downloads, { recursive: true, mode: 0o700 });
@@ -590,7 +525,7 @@ function pause(attempt: number): Promise<void> {
  * answer that is too long, too slow or silent is not — the step fails and is tried again later.
  */
 function isCutOff(error: unknown): boolean {
-  if (error instanceof DeclaredLengthError) return false;
+  if (error instanceof DeclaredLengthError || error instanceof SinkFullError) return false;
   const code = (error as { code?: string }).code ?? '';
   const message = (error as Error).message ?? '';
   return (
