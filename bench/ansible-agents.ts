@@ -10,6 +10,7 @@
 import { readFileSync } from 'node:fs';
 import type { AgentState } from '../src/agent/agent-state.ts';
 import { writeState } from '../src/agent/agent-state.ts';
+import { setAgentHeap } from '../src/agent/heap.ts';
 import { runStep } from '../src/agent/steps.ts';
 import { Supervisor } from '../src/agent/supervisor.ts';
 import { NO_FAILPOINTS } from '../src/support/failpoints.ts';
@@ -21,6 +22,8 @@ export interface AgentsInput {
   agents: { agentId: string; targetId: string; credential: string; name: string; dataDir: string }[];
 }
 
+// The heap as a real agent sets it (src/agent/heap.ts).
+setAgentHeap();
 const input = JSON.parse(readFileSync(process.argv[2] as string, 'utf8')) as AgentsInput;
 const sims = input.agents.map((a) => {
   const state: AgentState = {

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { Failpoints } from '../support/failpoints.ts';
+import { setAgentHeap } from './heap.ts';
 import { AgentFatalError, AgentSettingError, agentSettings, runAgent } from './run-agent.ts';
 
 const HELP = `Usage: node gantry-agent.js [--server URL] [--enroll TOKEN] [--data-dir DIR] [--name NAME]
@@ -57,6 +58,7 @@ async function main(): Promise<number> {
     process.once('SIGTERM', () => resolve());
     process.once('SIGINT', () => resolve());
   });
+  setAgentHeap();
   try {
     await runAgent({
       server: values.server,

@@ -23,10 +23,12 @@ export function addAgentCommand(program: Command, ctx: CliContext): void {
         { default: pino },
         { AgentFatalError, AgentSettingError, agentSettings, runAgent },
         { Failpoints },
+        { setAgentHeap },
       ] = await Promise.all([
         import('pino'),
         import('../../agent/run-agent.ts'),
         import('../../support/failpoints.ts'),
+        import('../../agent/heap.ts'),
       ]);
       const logger = pino({
         level: ctx.env.GANTRY_LOG_LEVEL ?? 'info',
@@ -45,6 +47,7 @@ export function addAgentCommand(program: Command, ctx: CliContext): void {
         process.once('SIGTERM', () => resolve());
         process.once('SIGINT', () => resolve());
       });
+      setAgentHeap();
       try {
         await runAgent({
           server: o.server,
