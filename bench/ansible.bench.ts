@@ -208,7 +208,10 @@ async function startAgentProcesses(server: string, all: AgentsInput['agents'], d
       };
       const file = path.join(dir, `agents-${p}.json`);
       writeFileSync(file, JSON.stringify(input));
-      const child = spawn(process.execPath, [...process.execArgv, script, file], {
+      const profile = process.env.BENCH_PROFILE_DIR
+        ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`]
+        : [];
+      const child = spawn(process.execPath, [...process.execArgv, ...profile, script, file], {
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let out = '';

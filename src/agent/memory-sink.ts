@@ -25,7 +25,7 @@ export class SinkFullError extends Error {
   }
 }
 
-const POOL_MAX = 4;
+const POOL_MAX = 2;
 const POOL_IDLE_MS = 10_000;
 const pool: Buffer[] = [];
 let emptyLater: NodeJS.Timeout | undefined;
