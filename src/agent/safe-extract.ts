@@ -222,7 +222,14 @@ async function isGzip(archive: string | Buffer[]): Promise<boolean> {
     } finally {
       await handle.close();
     }
-  } else Buffer.concat(archive.slice(0, 2)).copy(head, 0, 0, 2);
+  } else {
+    // The first two bytes, wherever the pieces split them (not a copy of a whole piece).
+    let at = 0;
+    for (const piece of archive) {
+      at += piece.copy(head, at, 0, Math.min(piece.length, 2 - at));
+      if (at === 2) break;
+    }
+  }
   return head[0] === 0x1f && head[1] === 0x8b;
 }
 
