@@ -17,6 +17,8 @@
  *   file state=link, command; at BENCH_ANSIBLE_FORKS (default 5,20,50) forks. Ansible missing is
  *   installed with apt-get when running as root (BENCH_INSTALL_ANSIBLE=0 turns that off); if it
  *   cannot be had, that part is skipped and the reason printed.
+ * BENCH_ANSIBLE_SHELL=0 leaves the shell loops out and BENCH_ANSIBLE_FORKS=0 Ansible, for trying a
+ * change on Gantry alone.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -410,10 +412,13 @@ try {
     console.error(`package: ${PACKAGE_MIB} MiB of random bytes + index.html, sha256 ${pkg.sha256}`);
     await gantry(pkg);
     console.error(`gantry: ${seconds((ways.at(-1)?.seconds ?? 0) * 1000)} s`);
-    await shell(url, pkg.sha256, 1);
-    console.error(`shell serial: ${seconds((ways.at(-1)?.seconds ?? 0) * 1000)} s`);
-    await shell(url, pkg.sha256, 2);
-    console.error(`shell -P 2: ${seconds((ways.at(-1)?.seconds ?? 0) * 1000)} s`);
+    // BENCH_ANSIBLE_SHELL=0 leaves the shell loops out (Gantry alone, when trying a change).
+    if (process.env.BENCH_ANSIBLE_SHELL !== '0') {
+      await shell(url, pkg.sha256, 1);
+      console.error(`shell serial: ${seconds((ways.at(-1)?.seconds ?? 0) * 1000)} s`);
+      await shell(url, pkg.sha256, 2);
+      console.error(`shell -P 2: ${seconds((ways.at(-1)?.seconds ?? 0) * 1000)} s`);
+    }
     const available = ansibleAvailable();
     if (!available.ok) skipped = available.why;
     else {
