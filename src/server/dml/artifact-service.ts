@@ -4,7 +4,8 @@
  * and its audit entry are written only after the bytes are durable under their content address.
  */
 import { randomUUID } from 'node:crypto';
-import { Readable } from 'node:stream';
+import type { ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import {
   type ArtifactKind,
   contentProblem,
@@ -23,7 +24,7 @@ import { PublisherKeyStore, verifyEd25519 } from '../keys/publisher-keys.ts';
 import { inTransaction, type TransactionDeps } from '../unit-of-work.ts';
 import { type Artifact, type ArtifactFilter, ArtifactStore } from './artifact-store.ts';
 import type { FsBlobStore } from './fs-blob-store.ts';
-import { type FileDigest, PIECE_BYTES, type StreamHandle } from './hash-pool.ts';
+import type { FileDigest, StreamHandle } from './hash-pool.ts';
 
 export interface UploadInput {
   component: string;
@@ -523,15 +524,15 @@ export class ArtifactService {
   }
 
   /**
-   * A stream of the artifact's bytes that ends cleanly only if they hash to the digest: the last
-   * chunk is held back until the hash is known, so a reader of tampered bytes never gets a
-   * complete response, and the artifact is quarantined.
+   * Writes the artifact's bytes to `out` (whose status and headers are written), ending it only if
+   * they hash to the digest: the last piece is held back until the hash is known, so a reader of
+   * tampered bytes never gets a complete response, and the artifact is quarantined.
    */
-  openVerified(artifact: Artifact): Readable {
+  writeVerified(artifact: Artifact, out: ServerResponse): void {
     // Read and hashed by a worker thread, piece by piece, and the very pieces it hashed are sent:
     // serving runs at the speed of reading and writing, not of hashing on the same core as the
-    // socket writes. The last piece is held back until the whole digest is known.
-    return new VerifiedRead(this.deps.blobs, artifact, (problem) => {
+    // socket writes.
+    new VerifiedWrite(this.deps.blobs, artifact, out, (problem) => {
       void this.quarantine(SYSTEM_ACTOR, artifact, `${problem} while being served`).catch(() => {});
     });
   }
@@ -656,82 +657,69 @@ function inferKind(filename: string | undefined, content: ReturnType<typeof snif
 const RING_PIECES = 4;
 
 /**
- * The stored bytes of an artifact, each piece hashed (on a worker) before it is passed on, the last
- * held back until the whole is known to hash to the artifact's digest; on a mismatch the transfer
- * fails instead of ending, so a client never receives a complete copy of wrong bytes.
+ * Writes the stored bytes of an artifact to a response, each piece hashed (on a worker) before it
+ * is written, the last held back until the whole is known to hash to the artifact's digest; on a
+ * mismatch the response is cut off instead of ending, so a client never receives a complete copy
+ * of wrong bytes. Each piece is written straight from the worker's ring, and its slot is given
+ * back only when the socket has taken it (the write's callback): no copy of the download is made.
  */
-class VerifiedRead extends Readable {
-  private held: Buffer | null = null;
-  /** Pieces the worker has hashed, still in its ring, waiting for the client to want them. */
-  private readonly ready: Array<{ bytes: Buffer; slot: number }> = [];
-  private ended: FileDigest | null = null;
-  private wanted = false;
+class VerifiedWrite {
+  /** The newest piece: written once the next one (or the digest) has come. */
+  private held: { bytes: Buffer; slot: number } | null = null;
+  private stopped = false;
   private readonly handle: StreamHandle;
 
   constructor(
     blobs: FsBlobStore,
     private readonly artifact: Artifact,
+    private readonly out: ServerResponse,
     private readonly onMismatch: (problem: string) => void,
   ) {
-    super({ highWaterMark: 2 * PIECE_BYTES });
     this.handle = blobs.stream(artifact.digest, RING_PIECES, {
       piece: (bytes, slot) => {
-        this.ready.push({ bytes, slot });
-        this.flow();
+        if (this.stopped) return;
+        const previous = this.held;
+        this.held = { bytes, slot };
+        if (previous) this.write(previous);
       },
-      end: (actual) => {
-        this.ended = actual;
-        this.flow();
-      },
-      error: (error) => this.destroy(error),
+      end: (actual) => this.finish(actual),
+      error: () => this.stop(),
+    });
+    // The client went away (or the response failed): the worker stops reading.
+    out.once('close', () => {
+      if (!out.writableFinished) this.stop();
     });
   }
 
-  override _read(): void {
-    this.wanted = true;
-    this.flow();
-  }
-
-  private flow(): void {
-    while (this.wanted && !this.destroyed) {
-      const next = this.ready.shift();
-      if (next) {
-        // Copied out of the ring (the worker does not touch a slot until it is given back).
-        const piece = Buffer.from(next.bytes);
-        this.handle.free(next.slot);
-        const previous = this.held;
-        this.held = piece;
-        if (previous) this.wanted = this.push(previous);
-        continue;
-      }
-      if (this.ended) this.finish(this.ended);
-      return;
-    }
+  private write(piece: { bytes: Buffer; slot: number }): void {
+    // The socket holds the ring's own memory until the write's callback: only then may the worker
+    // read into that slot again.
+    this.out.write(piece.bytes, () => this.handle.free(piece.slot));
   }
 
   private finish(actual: FileDigest): void {
-    this.wanted = false;
+    if (this.stopped) return;
     let problem: string | null = null;
     if (actual.digest !== this.artifact.digest) problem = `the stored bytes hash to sha256:${actual.digest}`;
     else if (actual.size !== this.artifact.size)
       problem = `the stored bytes are ${actual.size} long, not ${this.artifact.size}`;
     if (problem !== null) {
       this.onMismatch(problem);
-      this.destroy(
-        new GantryError(
-          'QUARANTINED',
-          'The stored bytes no longer match their digest; the transfer was stopped.',
-        ),
-      );
+      this.stop();
       return;
     }
-    if (this.held) this.push(this.held);
+    const last = this.held;
     this.held = null;
-    this.push(null);
+    if (last) this.out.end(last.bytes);
+    else this.out.end();
   }
 
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+  /** Cuts the response off: a client never sees it end. */
+  private stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.held = null;
     this.handle.cancel();
-    callback(error);
+    this.out.destroy();
   }
 }

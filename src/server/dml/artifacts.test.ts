@@ -2,8 +2,9 @@
  * The media library through the real HTTP stack on every database: uploads, downloads, immutable
  * versions, integrity, signatures, retention (rows B05, B06, B07, B09, B10 of the test plan).
  */
-import { createHash, generateKeyPairSync, sign } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { readdirSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ELF_BYTES, makeTarGz, ZIP_BYTES } from '../../../test/helpers/archives.ts';
@@ -14,6 +15,43 @@ import { keyIdOf } from '../../protocol/key-id.ts';
 
 const LIMIT = 1024 * 1024;
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+/**
+ * A GET over a real socket: the answer's status, headers and whole body, or the error the client
+ * saw (a body cut off). A slow reader waits before reading and after every MiB, so the server's
+ * writes back up and wait for the socket.
+ */
+function httpGet(
+  base: string,
+  url: string,
+  token: string,
+  slow = false,
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer } | Error> {
+  return new Promise((resolve) => {
+    const req = http.get(new URL(url, base), { headers: { authorization: `Bearer ${token}` } }, (res) => {
+      const pieces: Buffer[] = [];
+      let sinceWait = 0;
+      const wait = (ms: number) => {
+        res.pause();
+        setTimeout(() => res.resume(), ms);
+      };
+      if (slow) wait(300);
+      res.on('data', (piece: Buffer) => {
+        pieces.push(piece);
+        sinceWait += piece.length;
+        if (slow && sinceWait >= 1024 * 1024) {
+          sinceWait = 0;
+          wait(20);
+        }
+      });
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(pieces) }),
+      );
+      res.on('error', resolve);
+    });
+    req.on('error', resolve);
+  });
+}
 
 for (const kind of testDatabases()) {
   describe(`media library on ${kind.name}`, () => {
@@ -242,12 +280,10 @@ for (const kind of testDatabases()) {
       const tampered = Buffer.from(tgz);
       tampered[20] = (tampered[20] ?? 0) ^ 0xff;
       writeFileSync(file, tampered);
-      const down = await t.app.inject({
-        method: 'GET',
-        url: `/api/v1/artifacts/${res.body.id}/content`,
-        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
-      });
-      expect(down.statusCode === 200 && down.rawPayload.equals(tampered)).toBe(false);
+      // Over a real socket: the client sees the answer cut off, never a complete body.
+      const base = await t.app.listen({ port: 0, host: '127.0.0.1' });
+      const down = await httpGet(base, `/api/v1/artifacts/${res.body.id}/content`, ADMIN_TOKEN);
+      expect(down).toBeInstanceOf(Error);
       // The quarantine is written as the transfer stops; wait for it rather than for a fixed time.
       let after = await t.call('GET', `/api/v1/artifacts/${res.body.id}`, { token: ADMIN_TOKEN });
       for (let i = 0; i < 100 && after.body.state !== 'quarantined'; i++) {
@@ -266,6 +302,43 @@ for (const kind of testDatabases()) {
       });
       const audit = await t.call('GET', `/api/v1/audit?action=artifact.quarantined`, { token: ADMIN_TOKEN });
       expect(audit.body.entries).toHaveLength(1);
+    });
+
+    it('serves a download of many pieces byte for byte to a slow reader over a real socket, two at once', async () => {
+      // Larger than the worker's ring (4 pieces of 1 MiB) and than what the sockets buffer, so
+      // every ring slot is read into again while earlier writes still wait for the reader.
+      const big = await startTestApp(kind, { dmlMaxBytes: 32 * 1024 * 1024 });
+      try {
+        const bytes = randomBytes(24 * 1024 * 1024 + 12345);
+        const up = await big.call('POST', '/api/v1/artifacts?component=disk&version=1&kind=file', {
+          token: ADMIN_TOKEN,
+          rawBody: bytes,
+          headers: { 'content-type': 'application/octet-stream' },
+        });
+        expect(up.status).toBe(201);
+        const base = await big.app.listen({ port: 0, host: '127.0.0.1' });
+        const [slow, fast] = await Promise.all([
+          httpGet(base, `/api/v1/artifacts/${up.body.id}/content`, ADMIN_TOKEN, true),
+          httpGet(base, `/api/v1/artifacts/${up.body.id}/content`, ADMIN_TOKEN),
+        ]);
+        for (const down of [slow, fast]) {
+          if (down instanceof Error) throw down;
+          expect(down.status).toBe(200);
+          expect(down.body.length).toBe(bytes.length);
+          expect(sha(down.body)).toBe(up.body.digest);
+        }
+        if (slow instanceof Error) throw slow;
+        expect(slow.headers).toMatchObject({
+          'content-length': String(bytes.length),
+          etag: `"${up.body.digest}"`,
+          'cache-control': 'no-store',
+          'x-content-type-options': 'nosniff',
+          'content-type': 'application/octet-stream',
+        });
+        expect(slow.headers['x-request-id']).toBeTruthy();
+      } finally {
+        await big.close();
+      }
     });
 
     it('B07: a range request checks the whole blob first, and verify finds a changed blob', async () => {

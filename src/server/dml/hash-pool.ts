@@ -7,8 +7,9 @@
  * Two kinds of job, any number at once on each worker (reads are asynchronous, so a long job never
  * holds up a short one): `hashFile` reads a whole file and answers its digest; `stream` reads a
  * file in 1 MiB pieces into a small ring of shared memory, hashes each piece there and then hands
- * it over; the reader copies it out and gives the slot back. So the bytes a client gets are
- * exactly the bytes that were hashed, and a stream's memory is its ring whatever the blob's size.
+ * it over; the reader gives the slot back once it is done with those bytes (a download, once the
+ * socket has taken them). So the bytes a client gets are exactly the bytes that were hashed, and a
+ * stream's memory is its ring whatever the blob's size.
  */
 import { Worker } from 'node:worker_threads';
 
