@@ -312,5 +312,11 @@ async function serve(
   res.setHeader('x-content-type-options', 'nosniff');
   res.writeHead(200);
   if (request.method === 'HEAD') res.end();
-  else artifacts.writeVerified(artifact, res);
+  else
+    artifacts.writeVerified(artifact, res, (error) =>
+      request.log.error(
+        { err: error, artifact: artifact.id },
+        'download cut off: the stored bytes could not be read',
+      ),
+    );
 }

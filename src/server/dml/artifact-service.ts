@@ -528,13 +528,19 @@ export class ArtifactService {
    * they hash to the digest: the last piece is held back until the hash is known, so a reader of
    * tampered bytes never gets a complete response, and the artifact is quarantined.
    */
-  writeVerified(artifact: Artifact, out: ServerResponse): void {
+  writeVerified(artifact: Artifact, out: ServerResponse, onError: (error: Error) => void): void {
     // Read and hashed by a worker thread, piece by piece, and the very pieces it hashed are sent:
     // serving runs at the speed of reading and writing, not of hashing on the same core as the
     // socket writes.
-    new VerifiedWrite(this.deps.blobs, artifact, out, (problem) => {
-      void this.quarantine(SYSTEM_ACTOR, artifact, `${problem} while being served`).catch(() => {});
-    });
+    new VerifiedWrite(
+      this.deps.blobs,
+      artifact,
+      out,
+      (problem) => {
+        void this.quarantine(SYSTEM_ACTOR, artifact, `${problem} while being served`).catch(() => {});
+      },
+      onError,
+    );
   }
 
   /** Checks size, then (for ranges, which cannot be checked on the fly) the whole digest, before serving. */
@@ -674,6 +680,8 @@ class VerifiedWrite {
     private readonly artifact: Artifact,
     private readonly out: ServerResponse,
     private readonly onMismatch: (problem: string) => void,
+    /** The stored bytes could not be read (the response is cut off). */
+    onError: (error: Error) => void,
   ) {
     this.handle = blobs.stream(artifact.digest, RING_PIECES, {
       piece: (bytes, slot) => {
@@ -683,7 +691,11 @@ class VerifiedWrite {
         if (previous) this.write(previous);
       },
       end: (actual) => this.finish(actual),
-      error: () => this.stop(),
+      error: (error) => {
+        if (this.stopped) return;
+        onError(error);
+        this.stop();
+      },
     });
     // The client went away (or the response failed): the worker stops reading.
     out.once('close', () => {
