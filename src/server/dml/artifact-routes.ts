@@ -19,6 +19,7 @@ import {
 } from '../../protocol/artifacts.ts';
 import { IdParams } from '../../protocol/common.ts';
 import { actorOf } from '../auth/principal.ts';
+import { mapError } from '../http/error-mapping.ts';
 import { type App, principalOf, responses } from '../http/route-kit.ts';
 import { type ArtifactService, type ArtifactWithSignatures, withDigestPrefix } from './artifact-service.ts';
 import type { Artifact } from './artifact-store.ts';
@@ -310,13 +311,30 @@ async function serve(
   // What the app's onSend hook adds to every other answer.
   res.setHeader('x-request-id', request.id);
   res.setHeader('x-content-type-options', 'nosniff');
-  res.writeHead(200);
-  if (request.method === 'HEAD') res.end();
-  else
-    artifacts.writeVerified(artifact, res, (error) =>
-      request.log.error(
-        { err: error, artifact: artifact.id },
-        'download cut off: the stored bytes could not be read',
-      ),
+  res.statusCode = 200;
+  if (request.method === 'HEAD') {
+    res.end();
+    return;
+  }
+  artifacts.writeVerified(artifact, res, (error) => {
+    const mapped = mapError(error, request.id);
+    if (mapped.serverFault) request.log.error({ err: error, artifact: artifact.id }, 'download failed');
+    else request.log.info({ code: mapped.code, artifact: artifact.id }, 'download stopped');
+    // Once bytes have gone out the only honest end is a cut-off response.
+    if (res.headersSent || res.destroyed) {
+      res.destroy();
+      return;
+    }
+    // Before the first byte: the error as every other answer gives it (the error handler's form).
+    res.removeHeader('content-length');
+    res.removeHeader('content-disposition');
+    res.removeHeader('etag');
+    res.statusCode = mapped.status;
+    res.setHeader('content-type', 'application/json; charset=utf-8');
+    res.end(
+      JSON.stringify({
+        error: { code: mapped.code, message: mapped.message, details: mapped.details, requestId: request.id },
+      }),
     );
+  });
 }

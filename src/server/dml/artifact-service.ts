@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import {
   type ArtifactKind,
@@ -524,11 +525,12 @@ export class ArtifactService {
   }
 
   /**
-   * Writes the artifact's bytes to `out` (whose status and headers are written), ending it only if
-   * they hash to the digest: the last piece is held back until the hash is known, so a reader of
-   * tampered bytes never gets a complete response, and the artifact is quarantined.
+   * Writes the artifact's bytes to `out` (whose headers are set; they go out with the first
+   * piece), ending it only if they hash to the digest: the last piece is held back until the hash
+   * is known, so a reader of tampered bytes never gets a complete response, and the artifact is
+   * quarantined. `fail` answers an error, or cuts the response off once bytes have gone out.
    */
-  writeVerified(artifact: Artifact, out: ServerResponse, onError: (error: Error) => void): void {
+  writeVerified(artifact: Artifact, out: ServerResponse, fail: (error: Error) => void): void {
     // Read and hashed by a worker thread, piece by piece, and the very pieces it hashed are sent:
     // serving runs at the speed of reading and writing, not of hashing on the same core as the
     // socket writes.
@@ -539,7 +541,7 @@ export class ArtifactService {
       (problem) => {
         void this.quarantine(SYSTEM_ACTOR, artifact, `${problem} while being served`).catch(() => {});
       },
-      onError,
+      fail,
     );
   }
 
@@ -665,73 +667,106 @@ const RING_PIECES = 4;
 /**
  * Writes the stored bytes of an artifact to a response, each piece hashed (on a worker) before it
  * is written, the last held back until the whole is known to hash to the artifact's digest; on a
- * mismatch the response is cut off instead of ending, so a client never receives a complete copy
- * of wrong bytes. Each piece is written straight from the worker's ring, and its slot is given
- * back only when the socket has taken it (the write's callback): no copy of the download is made.
+ * mismatch the response is cut off instead of ending (or, before its first byte, answered with the
+ * error), so a client never receives a complete copy of wrong bytes. Each piece is written
+ * straight from the worker's ring, and its slot is given back only when the socket has taken it
+ * (the write's callback): no copy of the download is made. A client that goes away stops the read.
  */
 class VerifiedWrite {
   /** The newest piece: written once the next one (or the digest) has come. */
   private held: { bytes: Buffer; slot: number } | null = null;
   private stopped = false;
+  private sent = 0;
   private readonly handle: StreamHandle;
+  private readonly socket: Socket;
+  private readonly gone = () => {
+    if (!this.out.writableFinished) this.stop(null);
+  };
 
   constructor(
     blobs: FsBlobStore,
     private readonly artifact: Artifact,
     private readonly out: ServerResponse,
     private readonly onMismatch: (problem: string) => void,
-    /** The stored bytes could not be read (the response is cut off). */
-    onError: (error: Error) => void,
+    /** Answers or cuts off the response for an error (headers may or may not have gone out). */
+    private readonly fail: (error: Error) => void,
   ) {
+    this.socket = out.req.socket;
     this.handle = blobs.stream(artifact.digest, RING_PIECES, {
       piece: (bytes, slot) => {
         if (this.stopped) return;
+        this.sent += bytes.length;
+        // Never more than the artifact's length, even from a file that grew since it was checked.
+        if (this.sent > artifact.size) {
+          this.mismatch(`the stored bytes are longer than ${artifact.size}`);
+          return;
+        }
         const previous = this.held;
         this.held = { bytes, slot };
         if (previous) this.write(previous);
       },
       end: (actual) => this.finish(actual),
-      error: (error) => {
-        if (this.stopped) return;
-        onError(error);
-        this.stop();
-      },
+      error: (error) => this.stop(error),
     });
-    // The client went away (or the response failed): the worker stops reading.
-    out.once('close', () => {
-      if (!out.writableFinished) this.stop();
-    });
+    // The client may have gone while the request was being checked.
+    if (out.destroyed || this.socket.destroyed) {
+      this.stop(null);
+      return;
+    }
+    // A response still queued behind another on its connection has no socket of its own yet, and
+    // sees no 'close' when the client goes: the connection's own close stops it too.
+    out.once('close', this.gone);
+    this.socket.once('close', this.gone);
+    out.once('finish', () => this.socket.off('close', this.gone));
   }
 
   private write(piece: { bytes: Buffer; slot: number }): void {
     // The socket holds the ring's own memory until the write's callback: only then may the worker
-    // read into that slot again.
-    this.out.write(piece.bytes, () => this.handle.free(piece.slot));
+    // read into that slot again. A write that failed means the client is gone.
+    this.out.write(piece.bytes, (error) => {
+      if (error) this.stop(null);
+      else this.handle.free(piece.slot);
+    });
   }
 
   private finish(actual: FileDigest): void {
     if (this.stopped) return;
-    let problem: string | null = null;
-    if (actual.digest !== this.artifact.digest) problem = `the stored bytes hash to sha256:${actual.digest}`;
-    else if (actual.size !== this.artifact.size)
-      problem = `the stored bytes are ${actual.size} long, not ${this.artifact.size}`;
+    const problem =
+      actual.digest !== this.artifact.digest
+        ? `the stored bytes hash to sha256:${actual.digest}`
+        : actual.size !== this.artifact.size
+          ? `the stored bytes are ${actual.size} long, not ${this.artifact.size}`
+          : null;
     if (problem !== null) {
-      this.onMismatch(problem);
-      this.stop();
+      this.mismatch(problem);
       return;
     }
     const last = this.held;
     this.held = null;
+    this.socket.off('close', this.gone);
     if (last) this.out.end(last.bytes);
     else this.out.end();
   }
 
-  /** Cuts the response off: a client never sees it end. */
-  private stop(): void {
+  private mismatch(problem: string): void {
+    this.onMismatch(problem);
+    this.stop(
+      new GantryError(
+        'QUARANTINED',
+        'The stored bytes no longer match their digest; the transfer was stopped.',
+      ),
+    );
+  }
+
+  /** Stops reading; for an error, answers it or cuts the response off; for a client gone, closes. */
+  private stop(error: Error | null): void {
     if (this.stopped) return;
     this.stopped = true;
     this.held = null;
     this.handle.cancel();
-    this.out.destroy();
+    this.socket.off('close', this.gone);
+    this.out.off('close', this.gone);
+    if (error) this.fail(error);
+    else this.out.destroy();
   }
 }

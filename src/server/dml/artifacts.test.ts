@@ -280,10 +280,14 @@ for (const kind of testDatabases()) {
       const tampered = Buffer.from(tgz);
       tampered[20] = (tampered[20] ?? 0) ^ 0xff;
       writeFileSync(file, tampered);
-      // Over a real socket: the client sees the answer cut off, never a complete body.
+      // Over a real socket. Smaller than one piece, so nothing has gone out when the digest is
+      // known: the answer is the error, as any refusal gives it.
       const base = await t.app.listen({ port: 0, host: '127.0.0.1' });
       const down = await httpGet(base, `/api/v1/artifacts/${res.body.id}/content`, ADMIN_TOKEN);
-      expect(down).toBeInstanceOf(Error);
+      if (down instanceof Error) throw down;
+      expect(down.status).toBe(409);
+      expect(down.headers['content-type']).toContain('application/json');
+      expect(JSON.parse(down.body.toString()).error.code).toBe('QUARANTINED');
       // The quarantine is written as the transfer stops; wait for it rather than for a fixed time.
       let after = await t.call('GET', `/api/v1/artifacts/${res.body.id}`, { token: ADMIN_TOKEN });
       for (let i = 0; i < 100 && after.body.state !== 'quarantined'; i++) {
@@ -336,6 +340,36 @@ for (const kind of testDatabases()) {
           'content-type': 'application/octet-stream',
         });
         expect(slow.headers['x-request-id']).toBeTruthy();
+      } finally {
+        await big.close();
+      }
+    });
+
+    it('B07: a blob of many pieces changed at its end is cut off after its first pieces, never served complete', async () => {
+      const big = await startTestApp(kind, { dmlMaxBytes: 32 * 1024 * 1024 });
+      try {
+        const bytes = randomBytes(3 * 1024 * 1024 + 7);
+        const up = await big.call('POST', '/api/v1/artifacts?component=disk&version=2&kind=file', {
+          token: ADMIN_TOKEN,
+          rawBody: bytes,
+          headers: { 'content-type': 'application/octet-stream' },
+        });
+        expect(up.status).toBe(201);
+        const digest = up.body.digest as string;
+        const file = path.join(big.dataDir, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7));
+        const tampered = Buffer.from(bytes);
+        tampered[tampered.length - 1] = (tampered[tampered.length - 1] ?? 0) ^ 0xff;
+        writeFileSync(file, tampered);
+        const base = await big.app.listen({ port: 0, host: '127.0.0.1' });
+        const down = await httpGet(base, `/api/v1/artifacts/${up.body.id}/content`, ADMIN_TOKEN);
+        // The headers and the first pieces went out; the end never came.
+        expect(down).toBeInstanceOf(Error);
+        let after = await big.call('GET', `/api/v1/artifacts/${up.body.id}`, { token: ADMIN_TOKEN });
+        for (let i = 0; i < 100 && after.body.state !== 'quarantined'; i++) {
+          await new Promise((r) => setTimeout(r, 20));
+          after = await big.call('GET', `/api/v1/artifacts/${up.body.id}`, { token: ADMIN_TOKEN });
+        }
+        expect(after.body.state).toBe('quarantined');
       } finally {
         await big.close();
       }
