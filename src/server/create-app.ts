@@ -37,7 +37,7 @@ import { FlagService } from './flags/flag-service.ts';
 import { registerHardwareRoutes } from './hardware/hardware-routes.ts';
 import { HardwareService } from './hardware/hardware-service.ts';
 import { createAuthenticateHook } from './http/authenticate.ts';
-import { type MappedError, mapError } from './http/error-mapping.ts';
+import { errorBody, type MappedError, mapError } from './http/error-mapping.ts';
 import type { App, RouteInfo } from './http/route-kit.ts';
 import { parseStrictJson } from './http/strict-json.ts';
 import { EnrollmentService } from './inventory/enrollment-service.ts';
@@ -203,9 +203,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     reply.removeHeader('content-disposition');
     if (mapped.code !== 'RANGE_NOT_SATISFIABLE') reply.removeHeader('content-range');
     reply.type('application/json; charset=utf-8');
-    return reply.status(mapped.status).send({
-      error: { code: mapped.code, message: mapped.message, details: mapped.details, requestId: request.id },
-    });
+    return reply.status(mapped.status).send(errorBody(mapped, request.id));
   });
   app.setNotFoundHandler((request, reply) =>
     reply.status(404).send({

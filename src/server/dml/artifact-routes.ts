@@ -19,7 +19,7 @@ import {
 } from '../../protocol/artifacts.ts';
 import { IdParams } from '../../protocol/common.ts';
 import { actorOf } from '../auth/principal.ts';
-import { mapError } from '../http/error-mapping.ts';
+import { errorBody, mapError } from '../http/error-mapping.ts';
 import { type App, principalOf, responses } from '../http/route-kit.ts';
 import { type ArtifactService, type ArtifactWithSignatures, withDigestPrefix } from './artifact-service.ts';
 import type { Artifact } from './artifact-store.ts';
@@ -331,10 +331,6 @@ async function serve(
     res.removeHeader('etag');
     res.statusCode = mapped.status;
     res.setHeader('content-type', 'application/json; charset=utf-8');
-    res.end(
-      JSON.stringify({
-        error: { code: mapped.code, message: mapped.message, details: mapped.details, requestId: request.id },
-      }),
-    );
+    res.end(JSON.stringify(errorBody(mapped, request.id)));
   });
 }

@@ -717,7 +717,6 @@ class VerifiedWrite {
     // sees no 'close' when the client goes: the connection's own close stops it too.
     out.once('close', this.gone);
     this.socket.once('close', this.gone);
-    out.once('finish', () => this.socket.off('close', this.gone));
   }
 
   private write(piece: { bytes: Buffer; slot: number }): void {

@@ -8,7 +8,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ELF_BYTES, makeTarGz, ZIP_BYTES } from '../../../test/helpers/archives.ts';
-import { ADMIN_TOKEN, startTestApp, type TestApp } from '../../../test/helpers/test-app.ts';
+import { ADMIN_TOKEN, type CallResult, startTestApp, type TestApp } from '../../../test/helpers/test-app.ts';
 import { testDatabases } from '../../../test/helpers/test-databases.ts';
 import { signedStatement } from '../../core/artifacts.ts';
 import { keyIdOf } from '../../protocol/key-id.ts';
@@ -74,6 +74,39 @@ for (const kind of testDatabases()) {
         rawBody: bytes,
         headers: { 'content-type': 'application/octet-stream' },
       });
+    }
+
+    /** Waits until the artifact is quarantined (written as a transfer stops), not for a fixed time. */
+    async function quarantinedState(app: TestApp, id: string): Promise<CallResult> {
+      let after = await app.call('GET', `/api/v1/artifacts/${id}`, { token: ADMIN_TOKEN });
+      for (let i = 0; i < 100 && after.body.state !== 'quarantined'; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        after = await app.call('GET', `/api/v1/artifacts/${id}`, { token: ADMIN_TOKEN });
+      }
+      return after;
+    }
+
+    /**
+     * An app that takes artifacts of up to 32 MiB, with `bytes` uploaded as a file and listening on
+     * a real socket; closed after `use`.
+     */
+    async function withLargeArtifact(
+      bytes: Buffer,
+      version: string,
+      use: (big: TestApp, up: CallResult, base: string) => Promise<void>,
+    ): Promise<void> {
+      const big = await startTestApp(kind, { dmlMaxBytes: 32 * 1024 * 1024 });
+      try {
+        const up = await big.call('POST', `/api/v1/artifacts?component=disk&version=${version}&kind=file`, {
+          token: ADMIN_TOKEN,
+          rawBody: bytes,
+          headers: { 'content-type': 'application/octet-stream' },
+        });
+        expect(up.status).toBe(201);
+        await use(big, up, await big.app.listen({ port: 0, host: '127.0.0.1' }));
+      } finally {
+        await big.close();
+      }
     }
 
     it('stores a package and serves it back byte for byte, with the digest as ETag', async () => {
@@ -288,12 +321,7 @@ for (const kind of testDatabases()) {
       expect(down.status).toBe(409);
       expect(down.headers['content-type']).toContain('application/json');
       expect(JSON.parse(down.body.toString()).error.code).toBe('QUARANTINED');
-      // The quarantine is written as the transfer stops; wait for it rather than for a fixed time.
-      let after = await t.call('GET', `/api/v1/artifacts/${res.body.id}`, { token: ADMIN_TOKEN });
-      for (let i = 0; i < 100 && after.body.state !== 'quarantined'; i++) {
-        await new Promise((r) => setTimeout(r, 20));
-        after = await t.call('GET', `/api/v1/artifacts/${res.body.id}`, { token: ADMIN_TOKEN });
-      }
+      const after = await quarantinedState(t, res.body.id);
       expect(after.body.state).toBe('quarantined');
       expect(after.body.quarantineReason).toContain('hash to');
       const again = await t.call('GET', `/api/v1/artifacts/${res.body.id}/content`, { token: ADMIN_TOKEN });
@@ -311,27 +339,19 @@ for (const kind of testDatabases()) {
     it('serves a download of many pieces byte for byte to a slow reader over a real socket, two at once', async () => {
       // Larger than the worker's ring (4 pieces of 1 MiB) and than what the sockets buffer, so
       // every ring slot is read into again while earlier writes still wait for the reader.
-      const big = await startTestApp(kind, { dmlMaxBytes: 32 * 1024 * 1024 });
-      try {
-        const bytes = randomBytes(24 * 1024 * 1024 + 12345);
-        const up = await big.call('POST', '/api/v1/artifacts?component=disk&version=1&kind=file', {
-          token: ADMIN_TOKEN,
-          rawBody: bytes,
-          headers: { 'content-type': 'application/octet-stream' },
-        });
-        expect(up.status).toBe(201);
-        const base = await big.app.listen({ port: 0, host: '127.0.0.1' });
+      const bytes = randomBytes(24 * 1024 * 1024 + 12345);
+      await withLargeArtifact(bytes, '1', async (_big, up, base) => {
         const [slow, fast] = await Promise.all([
           httpGet(base, `/api/v1/artifacts/${up.body.id}/content`, ADMIN_TOKEN, true),
           httpGet(base, `/api/v1/artifacts/${up.body.id}/content`, ADMIN_TOKEN),
         ]);
+        if (slow instanceof Error) throw slow;
+        if (fast instanceof Error) throw fast;
         for (const down of [slow, fast]) {
-          if (down instanceof Error) throw down;
           expect(down.status).toBe(200);
           expect(down.body.length).toBe(bytes.length);
           expect(sha(down.body)).toBe(up.body.digest);
         }
-        if (slow instanceof Error) throw slow;
         expect(slow.headers).toMatchObject({
           'content-length': String(bytes.length),
           etag: `"${up.body.digest}"`,
@@ -340,39 +360,22 @@ for (const kind of testDatabases()) {
           'content-type': 'application/octet-stream',
         });
         expect(slow.headers['x-request-id']).toBeTruthy();
-      } finally {
-        await big.close();
-      }
+      });
     });
 
     it('B07: a blob of many pieces changed at its end is cut off after its first pieces, never served complete', async () => {
-      const big = await startTestApp(kind, { dmlMaxBytes: 32 * 1024 * 1024 });
-      try {
-        const bytes = randomBytes(3 * 1024 * 1024 + 7);
-        const up = await big.call('POST', '/api/v1/artifacts?component=disk&version=2&kind=file', {
-          token: ADMIN_TOKEN,
-          rawBody: bytes,
-          headers: { 'content-type': 'application/octet-stream' },
-        });
-        expect(up.status).toBe(201);
+      const bytes = randomBytes(3 * 1024 * 1024 + 7);
+      await withLargeArtifact(bytes, '2', async (big, up, base) => {
         const digest = up.body.digest as string;
         const file = path.join(big.dataDir, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7));
         const tampered = Buffer.from(bytes);
         tampered[tampered.length - 1] = (tampered[tampered.length - 1] ?? 0) ^ 0xff;
         writeFileSync(file, tampered);
-        const base = await big.app.listen({ port: 0, host: '127.0.0.1' });
         const down = await httpGet(base, `/api/v1/artifacts/${up.body.id}/content`, ADMIN_TOKEN);
         // The headers and the first pieces went out; the end never came.
         expect(down).toBeInstanceOf(Error);
-        let after = await big.call('GET', `/api/v1/artifacts/${up.body.id}`, { token: ADMIN_TOKEN });
-        for (let i = 0; i < 100 && after.body.state !== 'quarantined'; i++) {
-          await new Promise((r) => setTimeout(r, 20));
-          after = await big.call('GET', `/api/v1/artifacts/${up.body.id}`, { token: ADMIN_TOKEN });
-        }
-        expect(after.body.state).toBe('quarantined');
-      } finally {
-        await big.close();
-      }
+        expect((await quarantinedState(big, up.body.id)).body.state).toBe('quarantined');
+      });
     });
 
     it('B07: a range request checks the whole blob first, and verify finds a changed blob', async () => {

@@ -43,6 +43,11 @@ export interface MappedError {
   serverFault: boolean;
 }
 
+/** The body of every error answer: `{ error: { code, message, details, requestId } }`. */
+export function errorBody(mapped: MappedError, requestId: string) {
+  return { error: { code: mapped.code, message: mapped.message, details: mapped.details, requestId } };
+}
+
 interface FrameworkError {
   statusCode?: number;
   code?: string;
