@@ -3,7 +3,7 @@
  * versions, integrity, signatures, retention (rows B05, B06, B07, B09, B10 of the test plan).
  */
 import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -360,6 +360,56 @@ for (const kind of testDatabases()) {
           'content-type': 'application/octet-stream',
         });
         expect(slow.headers['x-request-id']).toBeTruthy();
+      });
+    });
+
+    it('a client that goes away mid-download stops the read: the blob is closed, stays available and is served whole next time', async () => {
+      const bytes = randomBytes(24 * 1024 * 1024 + 99);
+      await withLargeArtifact(bytes, '3', async (big, up, base) => {
+        const digest = up.body.digest as string;
+        const file = path.join(big.dataDir, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7));
+        // The descriptors of this process (the server and its hashing workers) open on the blob.
+        const openOnBlob = () =>
+          readdirSync('/proc/self/fd').filter((fd) => {
+            try {
+              return readlinkSync(`/proc/self/fd/${fd}`) === file;
+            } catch {
+              return false; // closed while listed
+            }
+          }).length;
+        const until = async (what: () => boolean, label: string) => {
+          for (let i = 0; i < 250 && !what(); i++) await new Promise((r) => setTimeout(r, 20));
+          if (!what()) throw new Error(`timed out waiting until ${label}`);
+        };
+        let received = 0;
+        const req = http.get(
+          new URL(`/api/v1/artifacts/${up.body.id}/content`, base),
+          { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } },
+          (res) => {
+            expect(res.statusCode).toBe(200);
+            res.once('data', (piece: Buffer) => {
+              received += piece.length;
+              // Read no more: the server's writes back up behind the socket, with the blob open.
+              res.pause();
+            });
+          },
+        );
+        req.on('error', () => {});
+        await until(() => received > 0, 'the first bytes came');
+        await until(() => openOnBlob() > 0, 'the blob is open');
+        expect(received).toBeLessThan(bytes.length);
+        req.destroy();
+        await until(() => openOnBlob() === 0, 'the server closed the blob');
+        // Going away is not a fault of the bytes: nothing is quarantined, no event is raised.
+        const after = await big.call('GET', `/api/v1/artifacts/${up.body.id}`, { token: ADMIN_TOKEN });
+        expect(after.body.state).toBe('available');
+        const events = await big.call('GET', '/api/v1/events?severity=exception', { token: ADMIN_TOKEN });
+        expect(events.body.events).toEqual([]);
+        const again = await httpGet(base, `/api/v1/artifacts/${up.body.id}/content`, ADMIN_TOKEN);
+        if (again instanceof Error) throw again;
+        expect(again.status).toBe(200);
+        expect(sha(again.body)).toBe(digest);
+        expect(openOnBlob()).toBe(0);
       });
     });
 
