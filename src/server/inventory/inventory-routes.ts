@@ -316,16 +316,24 @@ export function registerInventoryRoutes(
       const agent = agentOf(request);
       const until = Date.now() + (request.query.wait ?? 0) * 1000;
       const gone = new AbortController();
-      request.raw.once('close', () => gone.abort());
+      const onClose = () => gone.abort();
+      request.raw.once('close', onClose);
       // Waiting costs nothing: the database is asked again only when a step is queued here, or
-      // every 5 s on PostgreSQL (for steps queued by another replica).
+      // now and then on PostgreSQL (for steps queued by another replica; see `recheckMs`).
       let hint: Awaited<ReturnType<typeof steps.waitForWork>>;
-      for (;;) {
-        const step = await steps.next(agent, hint);
-        if (step) return step;
-        const left = until - Date.now();
-        if (gone.signal.aborted || left <= 0) return reply.status(204).send(null);
-        hint = await steps.waitForWork(agent.targetId, Math.min(left, steps.recheckMs), gone.signal);
+      try {
+        for (;;) {
+          // A step queued while the look-up is on its way ends the wait at once.
+          const mark = steps.mark(agent.targetId);
+          const step = await steps.next(agent, hint);
+          if (step) return step;
+          const left = until - Date.now();
+          if (gone.signal.aborted || left <= 0) return reply.status(204).send(null);
+          hint = await steps.waitForWork(agent.targetId, Math.min(left, steps.recheckMs), gone.signal, mark);
+        }
+      } finally {
+        // Answered: the connection's close (or its next request) is no business of this one.
+        request.raw.off('close', onClose);
       }
     },
   );

@@ -51,6 +51,12 @@ export interface Step {
   updatedAt: string;
 }
 
+/** Where a target's wakes stood when its agent's look-up began (`StepService.mark`). */
+export interface WakeMark {
+  all: number;
+  one: number;
+}
+
 /** Blue-green by groups: where a router's `route` step moves traffic. */
 export interface StepRoute {
   /** The group that takes traffic now. */
@@ -89,10 +95,28 @@ export class StepService {
   }
 
   /**
-   * Resolves when a step may have been queued for `targetId`: at once when this process queues
-   * one, and after `recheckMs` at the latest (another replica may have queued it).
+   * Where the wakes of `targetId`'s agent stand now: taken before looking for its step, and given
+   * to `waitForWork`, so that a step queued while the look-up was on its way is not missed.
    */
-  waitForWork(targetId: string, recheckMs: number, signal: AbortSignal): Promise<StepsTable | undefined> {
+  mark(targetId: string): WakeMark {
+    return { all: this.wokenAll, one: this.woken.get(targetId) ?? 0 };
+  }
+
+  /**
+   * Resolves when a step may have been queued for `targetId`: at once when this process queues
+   * one (or queued one since `since` was marked), and after `recheckMs` at the latest (another
+   * replica may have queued it).
+   */
+  waitForWork(
+    targetId: string,
+    recheckMs: number,
+    signal: AbortSignal,
+    since?: WakeMark,
+  ): Promise<StepsTable | undefined> {
+    if (since) {
+      const now = this.mark(targetId);
+      if (now.all !== since.all || now.one !== since.one) return Promise.resolve(undefined);
+    }
     return new Promise((resolve) => {
       const done = (queued?: StepsTable) => {
         clearTimeout(timer);
@@ -170,7 +194,7 @@ export class StepService {
       });
       return toStep(row, target.name);
     });
-    this.queued.emit(target.id);
+    this.signal(target.id);
     return step;
   }
 
@@ -248,10 +272,12 @@ export class StepService {
       (payload) => {
         const [from, ...targets] = payload.split(',');
         if (from === this.replica) return;
-        for (const target of targets) this.queued.emit(target);
+        for (const target of targets) this.signal(target);
       },
-      // Announcements sent while the connection was down are lost: every waiting poll looks again.
+      // Announcements sent while the connection was down are lost: every waiting poll looks
+      // again, and so does every look-up on its way.
       () => {
+        this.wokenAll += 1;
         for (const target of this.queued.eventNames()) this.queued.emit(target);
       },
     );
@@ -292,8 +318,18 @@ export class StepService {
   wake(targetId: string): void {
     const row = this.justQueued.get(targetId);
     this.justQueued.delete(targetId);
+    this.signal(targetId, row);
+  }
+
+  /** Counts the wake (see `mark`) and hands it to the target's waiting long-polls. */
+  private signal(targetId: string, row?: StepsTable): void {
+    this.woken.set(targetId, (this.woken.get(targetId) ?? 0) + 1);
     this.queued.emit(targetId, row);
   }
+
+  /** Wakes per target in this process, and wakes of every target at once (see `mark`). */
+  private readonly woken = new Map<string, number>();
+  private wokenAll = 0;
 
   /** The last step `enqueueMany` queued per target, until `wake` hands it on. */
   private readonly justQueued = new Map<string, StepsTable>();

@@ -146,6 +146,52 @@ for (const kind of testDatabases()) {
       await report('web-1', older, { outcome: 'succeeded' });
       expect((await service.next(identity))?.id).toBe(newer);
     });
+
+    it('a step queued while an agent’s look-up is on its way ends the wait that follows at once', async () => {
+      const deps = { database: t.db.database, clock: t.clock };
+      const service = new StepService(deps, new InventoryService(deps));
+      const agent = (await t.call('GET', '/api/v1/targets/web-1', { token: ADMIN_TOKEN })).body;
+      const identity = { agentId: 'a', targetId: agent.id, targetName: 'web-1' };
+      const enqueue = () =>
+        inTransaction(deps, SYSTEM_ACTOR, async (uow) => {
+          const [id] = await service.enqueueMany(uow, [
+            {
+              targetId: agent.id,
+              targetName: 'web-1',
+              kind: 'activate',
+              component: 'web',
+              version: '2.0.0',
+              digest: null,
+              size: null,
+              requestedBy: 'test',
+              reference: 'test',
+            },
+          ]);
+          return id as string;
+        });
+      const within = (ms: number, waiting: Promise<unknown>) =>
+        Promise.race([
+          waiting.then(() => 'woken'),
+          new Promise((resolve) => setTimeout(() => resolve('still waiting'), ms)),
+        ]);
+      const stop = new AbortController();
+      try {
+        // The long-poll's look-up finds nothing; before its wait begins, a step is queued and woken for.
+        const mark = service.mark(agent.id);
+        expect(await service.next(identity)).toBeNull();
+        const queued = await enqueue();
+        service.wake(agent.id);
+        expect(await within(5000, service.waitForWork(agent.id, 60_000, stop.signal, mark))).toBe('woken');
+        expect((await service.next(identity))?.id).toBe(queued);
+        // Marked after that wake, a wait waits for the next one.
+        const later = service.mark(agent.id);
+        expect(await within(300, service.waitForWork(agent.id, 60_000, stop.signal, later))).toBe(
+          'still waiting',
+        );
+      } finally {
+        stop.abort();
+      }
+    });
   });
 }
 
