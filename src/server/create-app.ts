@@ -274,6 +274,9 @@ export async function createApp(deps: AppDeps): Promise<App> {
   registerArtifactRoutes(app, artifacts, deps.blobs);
   const inventory = new InventoryService(tx, deps.heartbeatSeconds);
   inventory.onAgentsRevoked = (targetId) => enrollment.forgetTarget(targetId);
+  inventory.announceAgentsRevoked = (uow, targetId) => enrollment.announceRevoked(uow, targetId);
+  void enrollment.listen();
+  app.addHook('onClose', () => enrollment.close());
   const steps = new StepService(tx, inventory);
   void steps.listen();
   app.addHook('onClose', () => steps.close());

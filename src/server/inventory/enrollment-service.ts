@@ -3,15 +3,17 @@
  * an expiry); an agent trades it, once, for its own credential and a target of its own. Gantry
  * keeps only hashes of both. Agents then send heartbeats with their host facts.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
 import { GantryError } from '../../core/errors.ts';
 import type { HostFacts, Labels } from '../../core/inventory.ts';
 import type { AuditActor } from '../audit/audit-log.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import { isUniqueViolation } from '../db/db-errors.ts';
+import type { PgListener } from '../db/notifications.ts';
 import { newSortableId } from '../ids.ts';
 import { hashSecret } from '../tokens/token-secret.ts';
-import { inTransaction, type TransactionDeps } from '../unit-of-work.ts';
+import { inTransaction, type TransactionDeps, type UnitOfWork } from '../unit-of-work.ts';
 import { HEARTBEAT_SECONDS, supplierIdByName } from './inventory-service.ts';
 
 export const ENROLLMENT_PREFIX = 'gne_';
@@ -27,14 +29,18 @@ export interface AgentIdentity {
  * How long an agent's accepted credential is believed without asking the database again. Every
  * agent request is authenticated, and at thousands of agents the lookups were the largest part of
  * the server's queries. A revocation or retirement made through this server forgets the target's
- * entries at once; one made through another replica is seen here within this time.
+ * entries at once. On PostgreSQL one made through another replica is announced in its transaction
+ * (LISTEN/NOTIFY) and forgotten here when heard; while this replica's listening connection is down
+ * (announcements sent meanwhile are lost), or before it first listens, a credential is believed
+ * only for `AGENT_IDENTITY_UNHEARD_TTL_MS`.
  */
-export const AGENT_IDENTITY_TTL_MS = 5_000;
+export const AGENT_IDENTITY_TTL_MS = 30_000;
+export const AGENT_IDENTITY_UNHEARD_TTL_MS = 5_000;
 /** Beyond this many remembered credentials the memory is emptied and filled again. */
 const MAX_REMEMBERED = 100_000;
 
 export class EnrollmentService {
-  private readonly identities = new Map<string, { identity: AgentIdentity; until: number }>();
+  private readonly identities = new Map<string, { identity: AgentIdentity; at: number }>();
   /** Counts forgettings: a lookup that overlapped one is not remembered (it may predate it). */
   private forgettings = 0;
 
@@ -49,6 +55,47 @@ export class EnrollmentService {
     for (const [hash, { identity }] of this.identities)
       if (identity.targetId === targetId) this.identities.delete(hash);
   }
+
+  /** How long an accepted credential is believed now (see `AGENT_IDENTITY_TTL_MS`). */
+  get rememberMs(): number {
+    if (this.deps.database.dialect !== 'postgres') return AGENT_IDENTITY_TTL_MS;
+    return this.listener?.connected ? AGENT_IDENTITY_TTL_MS : AGENT_IDENTITY_UNHEARD_TTL_MS;
+  }
+
+  /** PostgreSQL: listens for the revocations other replicas announce, and forgets those agents. */
+  listen(): Promise<void> {
+    if (this.listener) return this.listener.ready;
+    if (!this.deps.database.listener) return Promise.resolve();
+    this.listener = this.deps.database.listener(
+      'gantry_agents',
+      (payload) => {
+        const [from, ...targets] = payload.split(',');
+        if (from === this.replica) return;
+        for (const target of targets) this.forgetTarget(target);
+      },
+      // Announcements sent while the connection was down are lost: every credential is asked again.
+      () => {
+        this.forgettings += 1;
+        this.identities.clear();
+      },
+    );
+    this.listener.start();
+    return this.listener.ready;
+  }
+
+  async close(): Promise<void> {
+    await this.listener?.close();
+    this.listener = undefined;
+  }
+
+  /** Tells the other replicas, when the transaction commits, to forget the target's agents. */
+  async announceRevoked(uow: UnitOfWork, targetId: string): Promise<void> {
+    if (!this.listener) return;
+    await sql`select pg_notify(${this.listener.channel}, ${`${this.replica},${targetId}`})`.execute(uow.db);
+  }
+
+  private listener: PgListener | undefined;
+  private readonly replica = randomUUID();
 
   async createToken(
     by: Principal,
@@ -226,7 +273,7 @@ export class EnrollmentService {
     // A monotonic clock: a wall clock stepped back would stretch how long a credential is believed.
     const now = performance.now();
     const remembered = this.identities.get(hash);
-    if (remembered && remembered.until > now) return remembered.identity;
+    if (remembered && now - remembered.at < this.rememberMs) return remembered.identity;
     const forgettings = this.forgettings;
     const row = await this.deps.database.db
       .selectFrom('agents')
@@ -254,7 +301,7 @@ export class EnrollmentService {
     const identity = { agentId: row.agentId, targetId: row.targetId, targetName: row.targetName };
     if (forgettings === this.forgettings) {
       if (this.identities.size >= MAX_REMEMBERED) this.identities.clear();
-      this.identities.set(hash, { identity, until: now + AGENT_IDENTITY_TTL_MS });
+      this.identities.set(hash, { identity, at: now });
     }
     return identity;
   }
@@ -292,12 +339,14 @@ export class EnrollmentService {
         .where('revoked_at', 'is', null)
         .executeTakeFirst();
       const revoked = Number(result.numUpdatedRows);
-      if (revoked > 0)
+      if (revoked > 0) {
+        await this.announceRevoked(uow, targetId);
         await uow.audit({
           action: 'agent.revoked',
           subject: `target:${targetId}`,
           details: { name: targetName },
         });
+      }
       return revoked;
     });
   }

@@ -18,7 +18,7 @@ import { actorOf, type Principal } from '../auth/principal.ts';
 import { isUniqueViolation } from '../db/db-errors.ts';
 import type { EnvironmentsTable, Tables, TargetsTable } from '../db/schema.ts';
 import { newSortableId } from '../ids.ts';
-import { inTransaction, type TransactionDeps } from '../unit-of-work.ts';
+import { inTransaction, type TransactionDeps, type UnitOfWork } from '../unit-of-work.ts';
 
 /** Seconds between agent heartbeats; liveness is judged against it. */
 export const HEARTBEAT_SECONDS = 15;
@@ -56,6 +56,8 @@ export class InventoryService {
 
   /** Told when a target's agents lose their credentials (the enrollment service forgets them). */
   onAgentsRevoked: ((targetId: string) => void) | undefined;
+  /** Told inside the transaction that revokes them (the enrollment service tells the other replicas). */
+  announceAgentsRevoked: ((uow: UnitOfWork, targetId: string) => Promise<void>) | undefined;
 
   /** Environments in order; a supplier sees only those that hold targets of its own. */
   async listEnvironments(by: Principal): Promise<Environment[]> {
@@ -251,6 +253,7 @@ export class InventoryService {
         .where('target_id', '=', target.id)
         .where('revoked_at', 'is', null)
         .execute();
+      await this.announceAgentsRevoked?.(uow, target.id);
       await uow.audit({
         action: 'target.retired',
         subject: `target:${target.id}`,

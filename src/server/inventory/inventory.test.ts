@@ -2,6 +2,12 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, startTestApp, type TestApp } from '../../../test/helpers/test-app.ts';
 import { testDatabases } from '../../../test/helpers/test-databases.ts';
+import type { GantryError } from '../../core/errors.ts';
+import {
+  AGENT_IDENTITY_TTL_MS,
+  AGENT_IDENTITY_UNHEARD_TTL_MS,
+  EnrollmentService,
+} from './enrollment-service.ts';
 
 const FACTS = { os: 'linux', arch: 'x64', freeDiskBytes: 5e9, nodeVersion: 'v20.20.2', hostname: 'web-1' };
 
@@ -232,3 +238,61 @@ for (const kind of testDatabases()) {
     });
   });
 }
+
+describe('replicas on one PostgreSQL forget a revoked agent’s credential at once', () => {
+  const postgres = testDatabases().find((k) => k.name === 'postgres');
+  it.skipIf(!postgres)(
+    'a credential another replica believes is refused there once this one revokes or retires',
+    async () => {
+      const t = await startTestApp(postgres as NonNullable<typeof postgres>);
+      const deps = { database: t.db.database, clock: t.clock };
+      // Another replica: its own memory of credentials, its own listening connection.
+      const there = new EnrollmentService(deps);
+      try {
+        expect(there.rememberMs).toBe(AGENT_IDENTITY_UNHEARD_TTL_MS);
+        await there.listen();
+        expect(there.rememberMs).toBe(AGENT_IDENTITY_TTL_MS);
+        await t.call('POST', '/api/v1/environments', { token: ADMIN_TOKEN, body: { name: 'production' } });
+        const credentials: string[] = [];
+        for (const name of ['web-1', 'web-2']) {
+          const token = await t.call('POST', '/api/v1/enrollment-tokens', {
+            token: ADMIN_TOKEN,
+            body: { environment: 'production' },
+          });
+          const enrolled = await t.call('POST', '/api/v1/agent/enroll', {
+            body: { token: token.body.secret, name, facts: FACTS },
+          });
+          credentials.push(enrolled.body.credential);
+        }
+        const [one, two] = credentials as [string, string];
+        expect((await there.authenticate(one)).targetName).toBe('web-1');
+        expect((await there.authenticate(two)).targetName).toBe('web-2');
+        // Believed there for 30 s, yet refused as soon as the announcement arrives.
+        const refusedWithin = async (credential: string, ms: number) => {
+          const until = Date.now() + ms;
+          while (Date.now() < until) {
+            const outcome = await there.authenticate(credential).then(
+              () => 'accepted',
+              (error: GantryError) => error.code,
+            );
+            if (outcome !== 'accepted') return outcome;
+            await new Promise((resolve) => setTimeout(resolve, 50));
+          }
+          return 'still accepted';
+        };
+        expect(
+          (await t.call('POST', '/api/v1/targets/web-1/revoke-agent', { token: ADMIN_TOKEN })).status,
+        ).toBe(200);
+        expect(await refusedWithin(one, 3000)).toBe('UNAUTHENTICATED');
+        expect((await there.authenticate(two)).targetName).toBe('web-2');
+        expect((await t.call('POST', '/api/v1/targets/web-2/retire', { token: ADMIN_TOKEN })).status).toBe(
+          200,
+        );
+        expect(await refusedWithin(two, 3000)).toBe('UNAUTHENTICATED');
+      } finally {
+        await there.close();
+        await t.close();
+      }
+    },
+  );
+});
