@@ -1,11 +1,14 @@
 /**
- * PostgreSQL's LISTEN/NOTIFY between replicas: a replica that queues steps says for which
- * targets, in the same transaction (`pg_notify` is delivered only if it commits), and every
- * replica listening wakes the long-polls it holds for them. One connection of its own listens,
- * and is opened again (every second) when it drops; while it is down, long-polls fall back to
- * asking the database every few seconds.
+ * PostgreSQL's LISTEN/NOTIFY between replicas: a replica that queues steps, or revokes agents,
+ * says for which targets, in the same transaction (`pg_notify` is delivered only if it commits),
+ * and every replica listening acts on them (wakes the long-polls it holds, forgets the agents'
+ * credentials). One connection of its own listens per channel, and is opened again (every
+ * second) when it drops; while it is down, the listeners fall back to asking the database.
  */
+import { randomUUID } from 'node:crypto';
+import { type Kysely, sql } from 'kysely';
 import pg from 'pg';
+import type { Tables } from './schema.ts';
 
 export class PgListener {
   private client: pg.Client | undefined;
@@ -94,4 +97,58 @@ export class PgListener {
 /** A channel name per schema, so that databases shared by several Gantry schemas do not cross. */
 export function channelFor(base: string, schema: string | undefined): string {
   return `${base}_${(schema ?? 'public').replace(/[^a-zA-Z0-9_]/g, '_')}`.slice(0, 63);
+}
+
+/**
+ * Target ids announced between replicas on one channel: `announce` sends them in the caller's
+ * transaction, and every other replica's `onTargets` hears them (never this replica's own).
+ */
+export class TargetAnnouncements {
+  private readonly replica = randomUUID();
+  private readonly listener: PgListener;
+
+  constructor(
+    open: (channel: string, onNotify: (payload: string) => void, onConnected: () => void) => PgListener,
+    channel: string,
+    onTargets: (targetIds: string[]) => void,
+    /** Told on every (re)connection: what was announced while it was down is lost. */
+    onConnected: () => void,
+  ) {
+    this.listener = open(
+      channel,
+      (payload) => {
+        const [from, ...targets] = payload.split(',');
+        if (from !== this.replica) onTargets(targets);
+      },
+      onConnected,
+    );
+    this.listener.start();
+  }
+
+  get ready(): Promise<void> {
+    return this.listener.ready;
+  }
+
+  get connected(): boolean {
+    return this.listener.connected;
+  }
+
+  close(): Promise<void> {
+    return this.listener.close();
+  }
+
+  /** Announces the targets when the transaction of `db` commits. */
+  async announce(db: Kysely<Tables>, targetIds: Iterable<string>): Promise<void> {
+    let payload = this.replica;
+    const send = async () => {
+      await sql`select pg_notify(${this.listener.channel}, ${payload})`.execute(db);
+      payload = this.replica;
+    };
+    // A notification carries at most 8000 bytes.
+    for (const id of new Set(targetIds)) {
+      if (payload.length + id.length + 1 > 7000) await send();
+      payload += `,${id}`;
+    }
+    if (payload !== this.replica) await send();
+  }
 }

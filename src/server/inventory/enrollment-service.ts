@@ -3,14 +3,13 @@
  * an expiry); an agent trades it, once, for its own credential and a target of its own. Gantry
  * keeps only hashes of both. Agents then send heartbeats with their host facts.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
+import { randomBytes } from 'node:crypto';
 import { GantryError } from '../../core/errors.ts';
 import type { HostFacts, Labels } from '../../core/inventory.ts';
 import type { AuditActor } from '../audit/audit-log.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import { isUniqueViolation } from '../db/db-errors.ts';
-import type { PgListener } from '../db/notifications.ts';
+import { TargetAnnouncements } from '../db/notifications.ts';
 import { newSortableId } from '../ids.ts';
 import { hashSecret } from '../tokens/token-secret.ts';
 import { inTransaction, type TransactionDeps, type UnitOfWork } from '../unit-of-work.ts';
@@ -59,18 +58,17 @@ export class EnrollmentService {
   /** How long an accepted credential is believed now (see `AGENT_IDENTITY_TTL_MS`). */
   get rememberMs(): number {
     if (this.deps.database.dialect !== 'postgres') return AGENT_IDENTITY_TTL_MS;
-    return this.listener?.connected ? AGENT_IDENTITY_TTL_MS : AGENT_IDENTITY_UNHEARD_TTL_MS;
+    return this.announcements?.connected ? AGENT_IDENTITY_TTL_MS : AGENT_IDENTITY_UNHEARD_TTL_MS;
   }
 
   /** PostgreSQL: listens for the revocations other replicas announce, and forgets those agents. */
   listen(): Promise<void> {
-    if (this.listener) return this.listener.ready;
+    if (this.announcements) return this.announcements.ready;
     if (!this.deps.database.listener) return Promise.resolve();
-    this.listener = this.deps.database.listener(
+    this.announcements = new TargetAnnouncements(
+      this.deps.database.listener,
       'gantry_agents',
-      (payload) => {
-        const [from, ...targets] = payload.split(',');
-        if (from === this.replica) return;
+      (targets) => {
         for (const target of targets) this.forgetTarget(target);
       },
       // Announcements sent while the connection was down are lost: every credential is asked again.
@@ -79,23 +77,20 @@ export class EnrollmentService {
         this.identities.clear();
       },
     );
-    this.listener.start();
-    return this.listener.ready;
+    return this.announcements.ready;
   }
 
   async close(): Promise<void> {
-    await this.listener?.close();
-    this.listener = undefined;
+    await this.announcements?.close();
+    this.announcements = undefined;
   }
 
   /** Tells the other replicas, when the transaction commits, to forget the target's agents. */
   async announceRevoked(uow: UnitOfWork, targetId: string): Promise<void> {
-    if (!this.listener) return;
-    await sql`select pg_notify(${this.listener.channel}, ${`${this.replica},${targetId}`})`.execute(uow.db);
+    await this.announcements?.announce(uow.db, [targetId]);
   }
 
-  private listener: PgListener | undefined;
-  private readonly replica = randomUUID();
+  private announcements: TargetAnnouncements | undefined;
 
   async createToken(
     by: Principal,

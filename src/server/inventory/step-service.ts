@@ -4,7 +4,6 @@
  * deployment engine will queue them as the waves of a plan. Agents take the oldest queued step
  * (long-polling), and report its result once: a repeated report changes nothing.
  */
-import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { type Kysely, sql } from 'kysely';
 import { GantryError } from '../../core/errors.ts';
@@ -12,7 +11,7 @@ import { SYSTEM_ACTOR } from '../audit/audit-log.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import { Coalescer, type Outcome } from '../coalescer.ts';
 import { inChunks } from '../db/chunks.ts';
-import type { PgListener } from '../db/notifications.ts';
+import { TargetAnnouncements } from '../db/notifications.ts';
 import type { StepsTable, Tables } from '../db/schema.ts';
 import { EventLog } from '../events/event-log.ts';
 import { newSortableId } from '../ids.ts';
@@ -257,7 +256,7 @@ export class StepService {
    */
   get recheckMs(): number {
     if (this.deps.database.dialect !== 'postgres') return Number.POSITIVE_INFINITY;
-    return this.listener?.connected ? 60_000 : 5000;
+    return this.announcements?.connected ? 60_000 : 5000;
   }
 
   /**
@@ -265,13 +264,12 @@ export class StepService {
    * long-polls this replica holds for their targets; announces its own the same way.
    */
   listen(): Promise<void> {
-    if (this.listener) return this.listener.ready;
+    if (this.announcements) return this.announcements.ready;
     if (!this.deps.database.listener) return Promise.resolve();
-    this.listener = this.deps.database.listener(
+    this.announcements = new TargetAnnouncements(
+      this.deps.database.listener,
       'gantry_steps',
-      (payload) => {
-        const [from, ...targets] = payload.split(',');
-        if (from === this.replica) return;
+      (targets) => {
         for (const target of targets) this.signal(target);
       },
       // Announcements sent while the connection was down are lost: every waiting poll looks
@@ -281,33 +279,19 @@ export class StepService {
         for (const target of this.queued.eventNames()) this.queued.emit(target);
       },
     );
-    this.listener.start();
-    return this.listener.ready;
+    return this.announcements.ready;
   }
 
   async close(): Promise<void> {
-    await this.listener?.close();
-    this.listener = undefined;
+    await this.announcements?.close();
+    this.announcements = undefined;
   }
 
-  private listener: PgListener | undefined;
-  private readonly replica = randomUUID();
+  private announcements: TargetAnnouncements | undefined;
 
   /** Tells the other replicas, when the transaction commits, that these targets have new steps. */
   private async announce(uow: UnitOfWork, targetIds: Iterable<string>): Promise<void> {
-    if (!this.listener) return;
-    const channel = this.listener.channel;
-    let payload = this.replica;
-    const send = async () => {
-      await sql`select pg_notify(${channel}, ${payload})`.execute(uow.db);
-      payload = this.replica;
-    };
-    // A notification carries at most 8000 bytes.
-    for (const id of new Set(targetIds)) {
-      if (payload.length + id.length + 1 > 7000) await send();
-      payload += `,${id}`;
-    }
-    if (payload !== this.replica) await send();
+    await this.announcements?.announce(uow.db, targetIds);
   }
 
   /**

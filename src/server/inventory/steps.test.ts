@@ -47,6 +47,24 @@ for (const kind of testDatabases()) {
       t.call('GET', '/api/v1/agent/steps/next?wait=0', { token: credentials.get(target) });
     const report = (target: string, step: string, body: Record<string, unknown>) =>
       t.call('POST', `/api/v1/agent/steps/${step}/result`, { token: credentials.get(target), body });
+    /** Queues web-1's activate of 2.0.0 the way the deployment engine does, in a transaction of its own. */
+    const queueAsEngine = (service: StepService, targetId: string) =>
+      inTransaction({ database: t.db.database, clock: t.clock }, SYSTEM_ACTOR, async (uow) => {
+        const [id] = await service.enqueueMany(uow, [
+          {
+            targetId,
+            targetName: 'web-1',
+            kind: 'activate',
+            component: 'web',
+            version: '2.0.0',
+            digest: null,
+            size: null,
+            requestedBy: 'test',
+            reference: 'test',
+          },
+        ]);
+        return id as string;
+      });
 
     it('many agents asking and reporting at once: each takes its own step once, each result is judged alone', async () => {
       const queued = new Map<string, string>();
@@ -120,22 +138,7 @@ for (const kind of testDatabases()) {
       const service = new StepService(deps, new InventoryService(deps));
       const agent = (await t.call('GET', '/api/v1/targets/web-1', { token: ADMIN_TOKEN })).body;
       // A newer step queued the way the deployment engine queues, and handed to the agent's wait.
-      const newer = await inTransaction(deps, SYSTEM_ACTOR, async (uow) => {
-        const [id] = await service.enqueueMany(uow, [
-          {
-            targetId: agent.id,
-            targetName: 'web-1',
-            kind: 'activate',
-            component: 'web',
-            version: '2.0.0',
-            digest: null,
-            size: null,
-            requestedBy: 'test',
-            reference: 'test',
-          },
-        ]);
-        return id as string;
-      });
+      const newer = await queueAsEngine(service, agent.id);
       const identity = { agentId: 'a', targetId: agent.id, targetName: 'web-1' };
       const waiting = service.waitForWork(agent.id, 10_000, new AbortController().signal);
       service.wake(agent.id);
@@ -152,23 +155,6 @@ for (const kind of testDatabases()) {
       const service = new StepService(deps, new InventoryService(deps));
       const agent = (await t.call('GET', '/api/v1/targets/web-1', { token: ADMIN_TOKEN })).body;
       const identity = { agentId: 'a', targetId: agent.id, targetName: 'web-1' };
-      const enqueue = () =>
-        inTransaction(deps, SYSTEM_ACTOR, async (uow) => {
-          const [id] = await service.enqueueMany(uow, [
-            {
-              targetId: agent.id,
-              targetName: 'web-1',
-              kind: 'activate',
-              component: 'web',
-              version: '2.0.0',
-              digest: null,
-              size: null,
-              requestedBy: 'test',
-              reference: 'test',
-            },
-          ]);
-          return id as string;
-        });
       const within = (ms: number, waiting: Promise<unknown>) =>
         Promise.race([
           waiting.then(() => 'woken'),
@@ -179,7 +165,7 @@ for (const kind of testDatabases()) {
         // The long-poll's look-up finds nothing; before its wait begins, a step is queued and woken for.
         const mark = service.mark(agent.id);
         expect(await service.next(identity)).toBeNull();
-        const queued = await enqueue();
+        const queued = await queueAsEngine(service, agent.id);
         service.wake(agent.id);
         expect(await within(5000, service.waitForWork(agent.id, 60_000, stop.signal, mark))).toBe('woken');
         expect((await service.next(identity))?.id).toBe(queued);
