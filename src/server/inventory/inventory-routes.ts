@@ -330,6 +330,11 @@ export function registerInventoryRoutes(
           const left = until - Date.now();
           if (gone.signal.aborted || left <= 0) return reply.status(204).send(null);
           hint = await steps.waitForWork(agent.targetId, Math.min(left, steps.recheckMs), gone.signal, mark);
+          if (gone.signal.aborted) return reply.status(204).send(null);
+          // The poll's time is up with no wake since the look-up began: no need to look again, the
+          // agent's next poll looks first thing. (A timer may fire a moment early by the clock.)
+          if (!hint && Date.now() >= until - 5 && !steps.wokenSince(agent.targetId, mark))
+            return reply.status(204).send(null);
         }
       } finally {
         // Answered: the connection's close (or its next request) is no business of this one.

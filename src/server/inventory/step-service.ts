@@ -106,16 +106,19 @@ export class StepService {
    * one (or queued one since `since` was marked), and after `recheckMs` at the latest (another
    * replica may have queued it).
    */
+  /** Whether a wake for `targetId` came since `since` was marked. */
+  wokenSince(targetId: string, since: WakeMark): boolean {
+    const now = this.mark(targetId);
+    return now.all !== since.all || now.one !== since.one;
+  }
+
   waitForWork(
     targetId: string,
     recheckMs: number,
     signal: AbortSignal,
     since?: WakeMark,
   ): Promise<StepsTable | undefined> {
-    if (since) {
-      const now = this.mark(targetId);
-      if (now.all !== since.all || now.one !== since.one) return Promise.resolve(undefined);
-    }
+    if (since && this.wokenSince(targetId, since)) return Promise.resolve(undefined);
     return new Promise((resolve) => {
       const done = (queued?: StepsTable) => {
         clearTimeout(timer);
@@ -343,7 +346,7 @@ export class StepService {
     // Most asks find nothing (a long-poll waking to look again), and one that finds a step it
     // was already given changes nothing: both are answered without a write transaction, which
     // would take the audit-chain lock every writer in every replica waits for.
-    const found = await firstOpenStep(this.deps.database.db, agent.targetId);
+    const found = await this.lookups.submit(agent.targetId);
     if (!found) return null;
     if (found.state === 'running') return toStep(found, agent.targetName);
     return this.takes.submit({ agent, found });
@@ -355,6 +358,17 @@ export class StepService {
     this.onSettled?.(stepId);
     return settled;
   }
+
+  /**
+   * Agents' look-ups, made together: one SELECT finds the step to run for every target that asked
+   * meanwhile (10,000 agents polling after their results are a few dozen statements, not 10,000).
+   */
+  private readonly lookups = new Coalescer<string, StepsTable | undefined>(async (targetIds) => {
+    const found = new Map<string, StepsTable>();
+    for (const chunk of inChunks([...new Set(targetIds)]))
+      for (const row of await firstOpenSteps(this.deps.database.db, chunk)) found.set(row.target_id, row);
+    return targetIds.map((id) => ({ ok: true, value: found.get(id) }));
+  });
 
   /** Agents' asks that found a queued step, taken together: one transaction, one UPDATE for all. */
   private readonly takes = new Coalescer<TakeRequest, Step | null>((items) =>
@@ -631,6 +645,20 @@ function firstOpenStep(db: Kysely<Tables>, targetId: string): Promise<StepsTable
     .orderBy('id')
     .limit(1)
     .executeTakeFirst();
+}
+
+/** `firstOpenStep` of many targets in one statement: the first open step of each that has one. */
+async function firstOpenSteps(db: Kysely<Tables>, targetIds: readonly string[]): Promise<StepsTable[]> {
+  const result = await sql<StepsTable>`
+    select ${STEP_COLUMNS} from (
+      select steps.*, row_number() over (
+        partition by target_id order by case when state = 'running' then 0 else 1 end, id
+      ) as n
+      from steps
+      where target_id in (${sql.join(targetIds)}) and state in ('running', 'queued')
+    ) as steps
+    where n = 1`.execute(db);
+  return result.rows;
 }
 
 function auditStarted(uow: UnitOfWork, agent: AgentIdentity, step: StepsTable): Promise<void> {

@@ -110,6 +110,70 @@ for (const kind of testDatabases()) {
       expect(verify.body.ok).toBe(true);
     });
 
+    it('agents looking at once each find their own step: the one they were given, else their oldest queued', async () => {
+      // web-1: two queued; web-2: one given (running) and one queued after it; web-3: nothing.
+      const w1 = [await queue('web-1', '1.0.0'), await queue('web-1', '1.1.0')];
+      const w2 = [await queue('web-2', '1.0.0'), await queue('web-2', '1.1.0')];
+      expect((await next('web-2')).body.id).toBe(w2[0]);
+      const w4 = [
+        await queue('web-4', '3.0.0'),
+        await queue('web-4', '2.0.0'),
+        await queue('web-4', '1.0.0'),
+      ];
+      const names = ['web-1', 'web-2', 'web-3', 'web-4', 'web-2', 'web-1'];
+      const asks = await Promise.all(names.map((name) => next(name)));
+      expect(asks.map((a) => [a.status, a.body?.id])).toEqual([
+        [200, w1[0]],
+        [200, w2[0]],
+        [204, undefined],
+        [200, w4[0]],
+        [200, w2[0]],
+        [200, w1[0]],
+      ]);
+      await report('web-1', w1[0] as string, { outcome: 'succeeded' });
+      const again = await Promise.all(['web-1', 'web-3'].map((name) => next(name)));
+      expect(again.map((a) => [a.status, a.body?.id])).toEqual([
+        [200, w1[1]],
+        [204, undefined],
+      ]);
+    });
+
+    it('a long-poll whose time is up with no wake answers 204 without looking again; the next poll looks', async () => {
+      const agent = (await t.call('GET', '/api/v1/targets/web-1', { token: ADMIN_TOKEN })).body;
+      const polling = t.call('GET', '/api/v1/agent/steps/next?wait=1', { token: credentials.get('web-1') });
+      // A step written while the poll waits, with no wake for it (as if its announcement were lost).
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await t.db.database.db
+        .insertInto('steps')
+        .values({
+          id: '0000000000000000000000ZZZZ',
+          target_id: agent.id,
+          kind: 'activate',
+          component: 'web',
+          version: '1.0.0',
+          digest: null,
+          size: null,
+          state: 'queued',
+          message: null,
+          requested_by: 'test',
+          created_at: t.clock.now().toISOString(),
+          updated_at: t.clock.now().toISOString(),
+        })
+        .execute();
+      expect((await polling).status).toBe(204);
+      // Not taken by the poll that ended without it: still queued, and the next poll gets it.
+      const row = await t.db.database.db
+        .selectFrom('steps')
+        .select('state')
+        .where('target_id', '=', agent.id)
+        .execute();
+      expect(row.map((r) => r.state)).toEqual(['queued']);
+      expect((await next('web-1')).body).toMatchObject({
+        id: '0000000000000000000000ZZZZ',
+        state: 'running',
+      });
+    });
+
     it('a ledger that already says so gains no entry; a new version names the one before', async () => {
       const first = await queue('web-1', '1.0.0');
       await next('web-1');
