@@ -22,7 +22,7 @@ import {
 } from 'kysely';
 import pg from 'pg';
 import { migrateToLatest } from './migrations.ts';
-import { channelFor, PgListener } from './notifications.ts';
+import { channelFor, PgListener, type PgSubscription } from './notifications.ts';
 import type { Tables } from './schema.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
@@ -38,8 +38,11 @@ export interface Database {
   readonly dialect: Dialect;
   /** Where the data is, without credentials: for logs and `gantry version`. */
   readonly location: string;
-  /** PostgreSQL: a listener of its own on `channel` (see `notifications.ts`); the caller starts it. */
-  listener?(channel: string, onNotify: (payload: string) => void, onConnected: () => void): PgListener;
+  /**
+   * PostgreSQL: `channel` heard on the database's one listening connection (see
+   * `notifications.ts`); the caller starts the subscription and closes it.
+   */
+  listener?(channel: string, onNotify: (payload: string) => void, onConnected: () => void): PgSubscription;
   destroy(): Promise<void>;
 }
 
@@ -89,18 +92,14 @@ export function openDatabase(target: DatabaseTarget): Database {
       const profile = sqlProfile(target.profileFile);
       const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }), ...profile });
       const writer = new Kysely<Tables>({ dialect: new PostgresDialect({ pool: writerPool }), ...profile });
+      const listening = new PgListener({ ...connection, connectionTimeoutMillis: 5_000 });
       return {
         db,
         writer,
         dialect: 'postgres',
         location: redactUrl(target.url),
         listener: (channel, onNotify, onConnected) =>
-          new PgListener(
-            { ...connection, connectionTimeoutMillis: 5_000 },
-            channelFor(channel, target.schema),
-            onNotify,
-            onConnected,
-          ),
+          listening.subscribe(channelFor(channel, target.schema), onNotify, onConnected),
         destroy: async () => {
           await writer.destroy();
           await db.destroy();
