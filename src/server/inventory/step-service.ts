@@ -101,17 +101,17 @@ export class StepService {
     return { all: this.wokenAll, one: this.woken.get(targetId) ?? 0 };
   }
 
-  /**
-   * Resolves when a step may have been queued for `targetId`: at once when this process queues
-   * one (or queued one since `since` was marked), and after `recheckMs` at the latest (another
-   * replica may have queued it).
-   */
   /** Whether a wake for `targetId` came since `since` was marked. */
   wokenSince(targetId: string, since: WakeMark): boolean {
     const now = this.mark(targetId);
     return now.all !== since.all || now.one !== since.one;
   }
 
+  /**
+   * Resolves when a step may have been queued for `targetId`: at once when this process queues
+   * one (or queued one since `since` was marked), and after `recheckMs` at the latest (another
+   * replica may have queued it).
+   */
   waitForWork(
     targetId: string,
     recheckMs: number,
@@ -635,19 +635,11 @@ const STEP_COLUMNS = sql.raw(
 const agentActor = (agent: AgentIdentity) => ({ actor: `agent:${agent.targetName}`, source: null });
 
 /** The step a target's agent should run now: one it was given and has not finished, else the oldest queued. */
-function firstOpenStep(db: Kysely<Tables>, targetId: string): Promise<StepsTable | undefined> {
-  return db
-    .selectFrom('steps')
-    .selectAll()
-    .where('target_id', '=', targetId)
-    .where('state', 'in', ['running', 'queued'])
-    .orderBy(sql`case when state = 'running' then 0 else 1 end`)
-    .orderBy('id')
-    .limit(1)
-    .executeTakeFirst();
+async function firstOpenStep(db: Kysely<Tables>, targetId: string): Promise<StepsTable | undefined> {
+  return (await firstOpenSteps(db, [targetId]))[0];
 }
 
-/** `firstOpenStep` of many targets in one statement: the first open step of each that has one. */
+/** The step each of many targets' agents should run now (see `firstOpenStep`), in one statement. */
 async function firstOpenSteps(db: Kysely<Tables>, targetIds: readonly string[]): Promise<StepsTable[]> {
   const result = await sql<StepsTable>`
     select ${STEP_COLUMNS} from (

@@ -111,7 +111,8 @@ for (const kind of testDatabases()) {
     });
 
     it('agents looking at once each find their own step: the one they were given, else their oldest queued', async () => {
-      // web-1: two queued; web-2: one given (running) and one queued after it; web-3: nothing.
+      // web-1: two queued; web-2: one given (running) and one queued after it; web-3: nothing;
+      // web-4: three queued.
       const w1 = [await queue('web-1', '1.0.0'), await queue('web-1', '1.1.0')];
       const w2 = [await queue('web-2', '1.0.0'), await queue('web-2', '1.1.0')];
       expect((await next('web-2')).body.id).toBe(w2[0]);
