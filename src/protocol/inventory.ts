@@ -219,12 +219,20 @@ export const StepSchema = Strict({
       },
     ),
   ),
-  state: Type.Union([
-    Type.Literal('queued'),
-    Type.Literal('running'),
-    Type.Literal('succeeded'),
-    Type.Literal('failed'),
-  ]),
+  state: Type.Union(
+    [
+      Type.Literal('held'),
+      Type.Literal('queued'),
+      Type.Literal('running'),
+      Type.Literal('succeeded'),
+      Type.Literal('failed'),
+      Type.Literal('cancelled'),
+    ],
+    {
+      description:
+        'held: queued ahead by a deployment, given to the agent only when its wave starts; cancelled: held, and the deployment stopped first',
+    },
+  ),
   message: Nullable(Type.String()),
   requestedBy: Type.String(),
   createdAt: Timestamp,

@@ -214,7 +214,7 @@ export interface StepsTable {
   keep_seconds?: number | null;
   /** route (blue-green by groups): JSON of where traffic moves — group, group before, targets. */
   route?: string | null;
-  /** queued | running | succeeded | failed */
+  /** held | queued | running | succeeded | failed | cancelled */
   state: string;
   message: string | null;
   requested_by: string;

@@ -33,6 +33,7 @@ import type { DeploymentsTable, Tables } from '../db/schema.ts';
 import { newSortableId } from '../ids.ts';
 import { supplierScope } from '../inventory/inventory-service.ts';
 import { activeVersions } from '../inventory/ledger-service.ts';
+import { cancelHeld } from '../inventory/step-service.ts';
 import type { ReleaseService } from '../releases/release-service.ts';
 import { environmentByName } from '../releases/release-service.ts';
 import { inTransaction, type TransactionDeps, type UnitOfWork } from '../unit-of-work.ts';
@@ -477,6 +478,8 @@ export class DeploymentService {
         })
         .where('id', '=', d.id)
         .execute();
+      // Waves that will not start now: the activations held for them are cancelled.
+      if (next === 'aborted' || next === 'rolling_back') await cancelHeldSteps(uow, d, next);
       await uow.audit({
         action: `deployment.${action.replace('-', '_')}`,
         subject: `deployment:${d.id}`,
@@ -636,6 +639,31 @@ export async function changeTransition(
     subject: `change:${changeId}`,
     details: { number: `CHG-${row.number}`, from: row.state, to: moved.to, reason },
   });
+}
+
+/**
+ * The activations held for waves that will not start now (the deployment stopped): cancelled,
+ * each audited. The targets stay `installed`: nothing on them changed.
+ */
+export async function cancelHeldSteps(
+  uow: UnitOfWork,
+  d: Pick<DeploymentsTable, 'id' | 'number'>,
+  state: string,
+): Promise<void> {
+  const held = await uow.db
+    .selectFrom('deployment_targets as t')
+    .innerJoin('steps as s', 's.id', 't.step_id')
+    .select('t.step_id')
+    .where('t.deployment_id', '=', d.id)
+    .where('t.state', '=', 'installed')
+    .where('s.state', '=', 'held')
+    .execute();
+  if (held.length === 0) return;
+  await cancelHeld(
+    uow,
+    held.map((h) => h.step_id as string),
+    `DEP-${d.number} was ${state.replace('_', ' ')} before this target's wave started`,
+  );
 }
 
 /** How the engine's message begins when an exception event makes a target unhealthy in a bake. */

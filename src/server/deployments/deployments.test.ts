@@ -471,6 +471,13 @@ for (const kind of testDatabases()) {
         { kind: 'install', version: '2.0.0' },
       ]);
       expect(d.waves[1].targets.map((x: { state: string }) => x.state)).toEqual(['installed', 'installed']);
+      // Their activations, held for the wave, were cancelled when the rollback began.
+      const web2 = await t.call('GET', '/api/v1/targets/web-2/steps', { token: ADMIN_TOKEN });
+      expect(
+        web2.body.steps
+          .filter((s: { state: string }) => s.state === 'cancelled')
+          .map((s: { kind: string; version: string }) => `${s.kind} ${s.version}`),
+      ).toEqual(['activate 2.0.0']);
     });
 
     it('a rollback does not wait for an install ahead that an agent away has not taken; that install is recorded when it comes', async () => {
@@ -490,6 +497,85 @@ for (const kind of testDatabases()) {
       expect(agents[2]?.ran.filter((r) => r.version === '2.0.0')).toEqual([
         { kind: 'install', version: '2.0.0' },
       ]);
+    });
+
+    it('holds the next wave’s activations while this one bakes: given to no agent before their wave starts, released then, cancelled by an abort', async () => {
+      const stepsOf = async (target: string) =>
+        (await t.call('GET', `/api/v1/targets/${target}/steps`, { token: ADMIN_TOKEN })).body.steps as Array<{
+          kind: string;
+          version: string | null;
+          state: string;
+          message: string | null;
+        }>;
+      const audit = async (action: string) =>
+        (await t.call('GET', `/api/v1/audit?action=${action}&limit=500`, { token: ADMIN_TOKEN })).body
+          .entries as Array<{ subject: string; details: Record<string, unknown> }>;
+      const made = await phased2OverEverywhere1();
+      await settle();
+      let d = await show(made.body.id);
+      expect(d.waves.map((w: { state: string }) => w.state)).toEqual(['baking', 'pending']);
+      expect(d.waves[1].targets.map((x: { state: string }) => x.state)).toEqual(['installed', 'installed']);
+      // Every agent asked again and again while wave 1 baked: the held activation was given to none.
+      for (const agent of agents.slice(1))
+        expect(agent.ran.filter((r) => r.version === '2.0.0')).toEqual([
+          { kind: 'install', version: '2.0.0' },
+        ]);
+      const held = (await stepsOf('web-2')).filter((s) => s.version === '2.0.0');
+      expect(held.map((s) => `${s.kind} ${s.state}`)).toEqual(['install succeeded', 'activate held']);
+      expect(
+        (await audit('step.queued')).filter((e) => e.details.held === true).map((e) => e.details.target),
+      ).toEqual(['web-2', 'web-3']);
+      t.clock.advance(600_000);
+      await settle();
+      d = await show(made.body.id);
+      expect(d.state).toBe('succeeded');
+      for (const agent of agents.slice(1))
+        expect(agent.ran.filter((r) => r.version === '2.0.0')).toEqual([
+          { kind: 'install', version: '2.0.0' },
+          { kind: 'activate', version: '2.0.0' },
+        ]);
+      expect((await stepsOf('web-2')).filter((s) => s.version === '2.0.0').map((s) => s.state)).toEqual([
+        'succeeded',
+        'succeeded',
+      ]);
+      const started = (await audit('deployment.wave_started')).filter(
+        (e) => e.subject === `deployment:${made.body.id}`,
+      );
+      expect(started.map((e) => [e.details.wave, e.details.released])).toEqual([
+        [1, undefined],
+        [2, 2],
+      ]);
+
+      // Back to 1.0.0 the same way, aborted while wave 1 bakes: the held activations are cancelled.
+      const back = await create({
+        strategy: 'phased',
+        options: { waves: [{ count: 1, bakeSeconds: 600 }, { count: 2 }] },
+      });
+      await settle();
+      expect((await show(back.body.id)).waves[1].targets.map((x: { state: string }) => x.state)).toEqual([
+        'installed',
+        'installed',
+      ]);
+      expect((await act(back.body.id, 'abort')).status).toBe(200);
+      t.clock.advance(600_000);
+      await settle();
+      d = await show(back.body.id);
+      expect(d.state).toBe('aborted');
+      expect(d.waves[1].targets.map((x: { state: string }) => x.state)).toEqual(['installed', 'installed']);
+      const cancelled = (await stepsOf('web-3')).filter((s) => s.state === 'cancelled');
+      expect(cancelled).toEqual([
+        expect.objectContaining({
+          kind: 'activate',
+          version: '1.0.0',
+          message: `${back.body.number} was aborted before this target's wave started`,
+        }),
+      ]);
+      expect((await audit('step.cancelled')).length).toBe(2);
+      // Nothing of it ran: web-2 and web-3 still run 2.0.0.
+      for (const agent of agents.slice(1))
+        expect(agent.ran.at(-1)).toEqual({ kind: 'install', version: '1.0.0' });
+      const ledger = await t.call('GET', '/api/v1/targets/web-3/ledger', { token: deployer });
+      expect(ledger.body.entries.at(-1)).toMatchObject({ component: 'web', version: '2.0.0' });
     });
 
     it('an install ahead that fails does not halt the wave baking: the target installs again when its wave starts, and fails there', async () => {

@@ -35,7 +35,7 @@ import { activeVersions } from '../inventory/ledger-service.ts';
 import type { EnqueueInput, StepKind, StepService } from '../inventory/step-service.ts';
 import { inTransaction, type UnitOfWork } from '../unit-of-work.ts';
 import { UserStore } from '../users/user-store.ts';
-import { BAKE_EXCEPTION, changeTransition, packagesOf } from './deployment-service.ts';
+import { BAKE_EXCEPTION, cancelHeldSteps, changeTransition, packagesOf } from './deployment-service.ts';
 
 export interface EngineDeps {
   database: Database;
@@ -456,7 +456,7 @@ export class DeploymentEngine {
         // What it activated before the retry stays recorded: a rollback still puts that back.
       } else {
         const step = stepState === null ? undefined : { state: stepState, message: stepMessage };
-        if (!step || step.state === 'queued' || step.state === 'running') continue;
+        if (!step || step.state === 'queued' || step.state === 'running' || step.state === 'held') continue;
         if (state === 'rolling_back') {
           const order = [...activated].reverse();
           if (step.state === 'failed') {
@@ -483,6 +483,11 @@ export class DeploymentEngine {
           if (step.state === 'succeeded' && next && next.kind !== 'install') {
             state = 'installed';
             message = step.message;
+            if (next.kind === 'activate' && waveState === 'pending' && !stopping) {
+              // Its first activation is queued now and held: starting the wave only releases it.
+              progress += 1;
+              stepId = batch.step({ ...this.stepInput(d, t, next.kind, next, new Set()), held: true });
+            }
           } else if (step.state === 'succeeded' && next && !stopping) {
             progress += 1;
             stepId = queue(t, next.kind, next);
@@ -653,6 +658,8 @@ export class DeploymentEngine {
         .set({ state, reason, updated_at: now, ...extra })
         .where('id', '=', d.id)
         .execute();
+      if (['rolled_back', 'failed', 'frozen', 'rolling_back', 'succeeded'].includes(state))
+        await cancelHeldSteps(uow, d, state);
       if (['rolled_back', 'failed', 'frozen', 'rolling_back'].includes(state)) {
         // The plan beside the outcome: waves that ran stop, waves that never started are skipped.
         await uow.db
@@ -717,14 +724,42 @@ export class DeploymentEngine {
           .where('deployment_id', '=', d.id)
           .where('wave_index', '=', decision.wave)
           .execute();
+        // Installed ahead, their activations held: released to the agents, a few statements.
+        const held = await uow.db
+          .selectFrom('deployment_targets as t')
+          .innerJoin('steps as s', 's.id', 't.step_id')
+          .select(['t.target_id', 't.step_id'])
+          .where('t.deployment_id', '=', d.id)
+          .where('t.wave_index', '=', decision.wave)
+          .where('t.state', '=', 'installed')
+          .where('s.state', '=', 'held')
+          .execute();
+        const released = await this.deps.steps.release(
+          uow,
+          held.map((h) => h.step_id as string),
+        );
+        for (const target of released) wake.add(target);
+        for (const targets of inChunks(released))
+          await uow.db
+            .updateTable('deployment_targets')
+            .set({ state: RUNNING_STATE.activate, updated_at: now })
+            .where('deployment_id', '=', d.id)
+            .where('target_id', 'in', targets)
+            .where('state', '=', 'installed')
+            .execute();
         // Each target's first step is queued here; `sync` queues the rest as results arrive.
         await moveTargets(decision.wave, 'pending', 'retry');
-        // Installed ahead: `sync` takes them up as if their last install had just finished.
+        // Installed ahead with nothing held (a deployment from before holding): `sync` takes them
+        // up as if their last install had just finished.
         await moveTargets(decision.wave, 'installed', 'installing');
         await uow.audit({
           action: 'deployment.wave_started',
           subject: `deployment:${d.id}`,
-          details: { number, wave: decision.wave + 1 },
+          details: {
+            number,
+            wave: decision.wave + 1,
+            ...(released.length ? { released: released.length } : {}),
+          },
         });
         await this.sync(uow, d, wake);
         return;

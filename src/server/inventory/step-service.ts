@@ -43,7 +43,11 @@ export interface Step {
   size: number | null;
   keepSeconds?: number;
   route?: StepRoute;
-  state: 'queued' | 'running' | 'succeeded' | 'failed';
+  /**
+   * `held`: queued ahead by a deployment, not to be run until its wave starts (agents do not see
+   * it); `cancelled`: held, then the deployment stopped before the wave started.
+   */
+  state: 'held' | 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
   message: string | null;
   requestedBy: string;
   createdAt: string;
@@ -80,6 +84,8 @@ export interface EnqueueInput {
   route?: StepRoute | undefined;
   requestedBy: string;
   reference: string;
+  /** Queued ahead, held until `release` (no agent sees it before). */
+  held?: boolean | undefined;
 }
 
 export class StepService {
@@ -222,17 +228,18 @@ export class StepService {
       size: input.size,
       keep_seconds: input.keepSeconds ?? null,
       route: input.route ? JSON.stringify(input.route) : null,
-      state: 'queued',
+      state: input.held ? 'held' : 'queued',
       message: null,
       requested_by: input.requestedBy,
       created_at: now,
       updated_at: now,
     }));
     for (const chunk of inChunks(rows)) await uow.db.insertInto('steps').values(chunk).execute();
-    for (const row of rows) this.justQueued.set(row.target_id, row);
+    const ready = rows.filter((r) => r.state === 'queued');
+    for (const row of ready) this.justQueued.set(row.target_id, row);
     await this.announce(
       uow,
-      rows.map((r) => r.target_id),
+      ready.map((r) => r.target_id),
     );
     for (const [i, input] of inputs.entries()) {
       await uow.audit({
@@ -244,10 +251,34 @@ export class StepService {
           component: input.component,
           version: input.version,
           for: input.reference,
+          ...(input.held ? { held: true } : {}),
         },
       });
     }
     return rows.map((r) => r.id);
+  }
+
+  /**
+   * Releases held steps to their agents, in the caller's transaction (the caller audits the
+   * release and calls `wake` for each target after the commit); the targets of those released.
+   */
+  async release(uow: UnitOfWork, stepIds: readonly string[]): Promise<string[]> {
+    const targets: string[] = [];
+    for (const ids of inChunks([...stepIds])) {
+      const rows = await uow.db
+        .updateTable('steps')
+        .set({ state: 'queued', updated_at: uow.now.toISOString() })
+        .where('id', 'in', ids)
+        .where('state', '=', 'held')
+        .returningAll()
+        .execute();
+      for (const row of rows) {
+        this.justQueued.set(row.target_id, row);
+        targets.push(row.target_id);
+      }
+    }
+    await this.announce(uow, targets);
+    return targets;
   }
 
   /**
@@ -484,6 +515,14 @@ export class StepService {
             ok: false,
             error: new GantryError('NOT_FOUND', `No step '${stepId}' for this agent.`),
           });
+        else if (settled.state === 'held' || settled.state === 'cancelled')
+          outcomes.push({
+            ok: false,
+            error: new GantryError(
+              'CONFLICT',
+              `Step ${stepId} is ${settled.state === 'held' ? 'held until its wave starts' : 'cancelled'}: it was not given to the agent.`,
+            ),
+          });
         else if (settled.state === input.outcome)
           outcomes.push({ ok: true, value: toStep(settled, agent.targetName) });
         else
@@ -608,6 +647,28 @@ interface ReportRequest {
   agent: AgentIdentity;
   stepId: string;
   input: StepReport;
+}
+
+/** Cancels held steps that will never run, each audited, in the caller's transaction. */
+export async function cancelHeld(uow: UnitOfWork, stepIds: readonly string[], why: string): Promise<number> {
+  let cancelled = 0;
+  for (const ids of inChunks([...stepIds])) {
+    const rows = await uow.db
+      .updateTable('steps')
+      .set({ state: 'cancelled', message: why, updated_at: uow.now.toISOString() })
+      .where('id', 'in', ids)
+      .where('state', '=', 'held')
+      .returning(['id', 'kind', 'component', 'version'])
+      .execute();
+    for (const row of rows)
+      await uow.audit({
+        action: 'step.cancelled',
+        subject: `step:${row.id}`,
+        details: { kind: row.kind, component: row.component, version: row.version, message: why },
+      });
+    cancelled += rows.length;
+  }
+  return cancelled;
 }
 
 /** Every column of a step, named for RETURNING (SQLite takes no `steps.*` there). */
