@@ -641,6 +641,16 @@ export async function changeTransition(
   });
 }
 
+/** How a stopped deployment's held steps say why they were cancelled. */
+const STOPPED_AS: Record<string, string> = {
+  aborted: 'was aborted',
+  rolling_back: 'was rolled back',
+  rolled_back: 'was rolled back',
+  frozen: 'was frozen',
+  failed: 'failed',
+  succeeded: 'ended',
+};
+
 /**
  * The activations held for waves that will not start now (the deployment stopped): cancelled,
  * each audited. The targets stay `installed`: nothing on them changed.
@@ -662,7 +672,7 @@ export async function cancelHeldSteps(
   await cancelHeld(
     uow,
     held.map((h) => h.step_id as string),
-    `DEP-${d.number} was ${state.replace('_', ' ')} before this target's wave started`,
+    `DEP-${d.number} ${STOPPED_AS[state] ?? `was ${state}`} before this target's wave started`,
   );
 }
 
