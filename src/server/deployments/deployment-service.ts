@@ -641,6 +641,23 @@ export async function changeTransition(
   });
 }
 
+/** The targets installed ahead whose activation is held, and those steps: of one wave, or all. */
+export async function heldSteps(
+  db: Kysely<Tables>,
+  deploymentId: string,
+  wave?: number,
+): Promise<Array<{ targetId: string; stepId: string }>> {
+  let query = db
+    .selectFrom('deployment_targets as t')
+    .innerJoin('steps as s', 's.id', 't.step_id')
+    .select(['t.target_id', 's.id as step_id'])
+    .where('t.deployment_id', '=', deploymentId)
+    .where('t.state', '=', 'installed')
+    .where('s.state', '=', 'held');
+  if (wave !== undefined) query = query.where('t.wave_index', '=', wave);
+  return (await query.execute()).map((r) => ({ targetId: r.target_id, stepId: r.step_id }));
+}
+
 /** How a stopped deployment's held steps say why they were cancelled. */
 const STOPPED_AS: Record<string, string> = {
   aborted: 'was aborted',
@@ -660,18 +677,11 @@ export async function cancelHeldSteps(
   d: Pick<DeploymentsTable, 'id' | 'number'>,
   state: string,
 ): Promise<void> {
-  const held = await uow.db
-    .selectFrom('deployment_targets as t')
-    .innerJoin('steps as s', 's.id', 't.step_id')
-    .select('t.step_id')
-    .where('t.deployment_id', '=', d.id)
-    .where('t.state', '=', 'installed')
-    .where('s.state', '=', 'held')
-    .execute();
+  const held = await heldSteps(uow.db, d.id);
   if (held.length === 0) return;
   await cancelHeld(
     uow,
-    held.map((h) => h.step_id as string),
+    held.map((h) => h.stepId),
     `DEP-${d.number} ${STOPPED_AS[state] ?? `was ${state}`} before this target's wave started`,
   );
 }

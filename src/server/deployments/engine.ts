@@ -35,7 +35,13 @@ import { activeVersions } from '../inventory/ledger-service.ts';
 import type { EnqueueInput, StepKind, StepService } from '../inventory/step-service.ts';
 import { inTransaction, type UnitOfWork } from '../unit-of-work.ts';
 import { UserStore } from '../users/user-store.ts';
-import { BAKE_EXCEPTION, cancelHeldSteps, changeTransition, packagesOf } from './deployment-service.ts';
+import {
+  BAKE_EXCEPTION,
+  cancelHeldSteps,
+  changeTransition,
+  heldSteps,
+  packagesOf,
+} from './deployment-service.ts';
 
 export interface EngineDeps {
   database: Database;
@@ -725,18 +731,10 @@ export class DeploymentEngine {
           .where('wave_index', '=', decision.wave)
           .execute();
         // Installed ahead, their activations held: released to the agents, a few statements.
-        const held = await uow.db
-          .selectFrom('deployment_targets as t')
-          .innerJoin('steps as s', 's.id', 't.step_id')
-          .select(['t.target_id', 't.step_id'])
-          .where('t.deployment_id', '=', d.id)
-          .where('t.wave_index', '=', decision.wave)
-          .where('t.state', '=', 'installed')
-          .where('s.state', '=', 'held')
-          .execute();
+        const held = await heldSteps(uow.db, d.id, decision.wave);
         const released = await this.deps.steps.release(
           uow,
-          held.map((h) => h.step_id as string),
+          held.map((h) => h.stepId),
         );
         for (const target of released) wake.add(target);
         for (const targets of inChunks(released))
